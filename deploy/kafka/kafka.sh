@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Local Apache Kafka (KRaft, one node on 127.0.0.1) for development, demos and tests.
+#   kafka.sh setup | up | down | status
+# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA (var/kafka under the repo),
+#              KAFKA_HEAP (512m).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+port="${KAFKA_PORT:-9092}"
+cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
+data="${KAFKA_DATA:-$root/var/kafka-$port}"
+heap="${KAFKA_HEAP:-512m}"
+pidfile="$data/kafka.pid"
+
+setup() {
+  if [ ! -f "$here/lib/kafka_2.13-4.1.1.jar" ]; then
+    echo "resolving Kafka jars from Maven Central into $here/lib" >&2
+    (cd "$here" && mvn -q -B dependency:copy-dependencies -DoutputDirectory=lib -DincludeScope=runtime)
+  fi
+}
+
+java_cmd=(java "-Xms$heap" "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+  -Djava.awt.headless=true "-Dkafka.logs.dir=$data"
+  "-Dlog4j2.configurationFile=$here/log4j2.properties" -cp "$here/lib/*")
+
+is_up() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+up() {
+  setup
+  if running; then echo "kafka already running on 127.0.0.1:$port (pid $(cat "$pidfile"))"; return 0; fi
+  if is_up; then echo "port $port is taken by another process; set KAFKA_PORT" >&2; return 1; fi
+  mkdir -p "$data"
+  sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA@#$data#g" \
+    "$here/server.properties.in" > "$data/server.properties"
+  if [ ! -f "$data/data/meta.properties" ]; then
+    "${java_cmd[@]}" kafka.tools.StorageTool format -t "warden-local-cluster-0001" \
+      -c "$data/server.properties" --ignore-formatted > "$data/format.log" 2>&1
+  fi
+  nohup "${java_cmd[@]}" kafka.Kafka "$data/server.properties" > "$data/stdout.log" 2>&1 &
+  echo $! > "$pidfile"
+  for _ in $(seq 1 120); do
+    if is_up; then echo "kafka up on 127.0.0.1:$port (pid $(cat "$pidfile"))"; return 0; fi
+    if ! running; then echo "kafka exited; see $data/stdout.log and $data/server.log" >&2; tail -20 "$data/stdout.log" >&2; return 1; fi
+    sleep 0.5
+  done
+  echo "kafka did not open 127.0.0.1:$port within 60 s; see $data/server.log" >&2
+  return 1
+}
+
+down() {
+  if ! running; then echo "kafka not running on port $port"; rm -f "$pidfile"; return 0; fi
+  pid="$(cat "$pidfile")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  echo "kafka stopped"
+}
+
+status() {
+  if running && is_up; then echo "up 127.0.0.1:$port pid $(cat "$pidfile")"; else echo "down"; return 3; fi
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  wipe) down; rm -rf "$data" ;;
+  *) echo "usage: $0 setup|up|down|status|wipe" >&2; exit 2 ;;
+esac
