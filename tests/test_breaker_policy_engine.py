@@ -142,6 +142,7 @@ def test_probes_only_count_traffic_the_breaker_covers() -> None:
     trip(eng, 10.0)
     eng.tick(40.0)
     assert probes(eng, [False] * 30, start=41.0, scope={"route": "checkout", "model": "claude"}) == []
+    assert probes(eng, [False] * 30, start=30.0) == []  # late traces from before half-open
     assert eng.state(GPT_T) == "half_open"
 
 

@@ -135,9 +135,9 @@ class BreakerPolicyEngine:
         self._inventory.observe(scope, now, requests)
         out: list[Transition] = []
         for target in sorted(self._probing):
-            if not covers(self._scope(target), scope):
-                continue
             st = self._targets[target]
+            if now < st.since or not covers(self._scope(target), scope):
+                continue  # a request from before probing began (consumer lag) is no probe
             st.probe_ok += requests - errors
             st.probe_fail += errors
             out += self._judge_probes(target, st, now)
