@@ -1,0 +1,207 @@
+"""Checks run only on regex candidates: checksums, entropy and look-alike filters.
+
+Patterns alone over-match (every 16-digit tracking number looks like a card, every
+dotted quad like an IP). These functions turn a candidate into a decision cheaply;
+they never see text that no pattern matched.
+
+>>> luhn_valid("4111 1111 1111 1111"), luhn_valid("4111 1111 1111 1112")
+(True, False)
+>>> iban_valid("GB82 WEST 1234 5698 7654 32"), iban_valid("GB82 WEST 1234 5698 7654 33")
+(True, False)
+>>> round(shannon_entropy("aaaa"), 2), round(shannon_entropy("abcd"), 2)
+(0.0, 2.0)
+>>> looks_like_placeholder("sk-...your-key-here..."), looks_like_placeholder("Zk9q2LmX8vR1")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import math
+import re
+from collections import Counter
+
+# ISO 13616 lengths; a candidate of the wrong length for its country is not an IBAN.
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
+    "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
+    "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
+    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+
+# Issuer prefixes of the card networks (Visa, Mastercard incl. 2-series, Amex, Discover,
+# Diners, JCB, UnionPay, Maestro, Mir). A Luhn-valid number outside them is most often
+# a tracking or order number, which pass Luhn one time in ten by chance.
+_CARD_PREFIX = re.compile(r"4|5[0-8]|2[2-7]|3[0-9]|6[0-9]|220[0-4]|2131|1800", re.ASCII)
+
+_PLACEHOLDER_WORDS = re.compile(
+    r"example|your|xxxx|placeholder|changeme|change_me|redacted|dummy|sample|insert|here"
+    r"|replace|secret_?key_?here|todo|fake|test_?key|<|>|\$\{|\{\{|\*\*\*|\.\.\.",
+    re.IGNORECASE,
+)
+_VARIABLE = re.compile(r"\$\{.*|\$[A-Za-z_][A-Za-z0-9_]*|%[A-Za-z_][A-Za-z0-9_]*%", re.DOTALL)
+_HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def digits_of(value: str) -> str:
+    """The decimal digits of ``value`` in order (separators dropped)."""
+    return "".join(ch for ch in value if "0" <= ch <= "9")
+
+
+def luhn_valid(number: str) -> bool:
+    """Luhn (mod 10) check over the digits of ``number`` (ISO/IEC 7812-1)."""
+    digits = digits_of(number)
+    if not digits:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def card_valid(value: str, min_digits: int = 13) -> bool:
+    """13-19 digits, a known network prefix, Luhn-valid, and not one repeated digit.
+
+    Maestro also issues 12-digit numbers; callers pass ``min_digits=12`` when a card
+    word stands right before the number.
+    """
+    digits = digits_of(value)
+    if not min_digits <= len(digits) <= 19 or len(set(digits)) < 2:
+        return False
+    return bool(_CARD_PREFIX.match(digits)) and luhn_valid(digits)
+
+
+def iban_valid(value: str) -> bool:
+    """ISO 13616 IBAN: known country length and ISO 7064 mod-97 remainder of 1."""
+    iban = "".join(value.split()).upper()
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban[2:4].isdigit():
+        return False
+    if not iban.isascii() or not iban.isalnum():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    numeric = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(numeric) % 97 == 1
+
+
+def ssn_valid(value: str) -> bool:
+    """US SSN structure rules: area not 000/666/9xx, group not 00, serial not 0000."""
+    d = digits_of(value)
+    if len(d) != 9 or len(set(d)) == 1 or d == "123456789":
+        return False
+    return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
+
+
+def nanp_valid(value: str) -> bool:
+    """North American number: area code and exchange both start with 2-9."""
+    d = digits_of(value)
+    if len(d) == 11 and d[0] == "1":
+        d = d[1:]
+    return len(d) == 10 and d[0] >= "2" and d[3] >= "2"
+
+
+def ipv4_valid(value: str) -> bool:
+    """Four dotted octets 0-255 without leading zeros (``01.02.03.04`` is a version)."""
+    parts = value.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not part.isdigit() or int(part) > 255 or (len(part) > 1 and part[0] == "0"):
+            return False
+    return value != "0.0.0.0"
+
+
+def ipv6_valid(value: str) -> bool:
+    """A parseable IPv6 address with at least 3 groups, or ``::`` and a hex digit group."""
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    groups = [g for g in value.split(":") if g]
+    return len(groups) >= 3 or ("::" in value and len(groups) >= 2)
+
+
+def shannon_entropy(value: str) -> float:
+    """Shannon entropy of the character distribution, bits per character."""
+    if not value:
+        return 0.0
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def looks_like_placeholder(value: str) -> bool:
+    """Template text, masks and variable references that stand in for a secret."""
+    if _PLACEHOLDER_WORDS.search(value):
+        return True
+    if value.startswith(("os.environ", "process.env", "env.", "ENV[")) or _VARIABLE.fullmatch(value):
+        return True
+    longest_run, run = 1, 1
+    for a, b in zip(value, value[1:], strict=False):
+        run = run + 1 if a == b else 1
+        longest_run = max(longest_run, run)
+    return longest_run >= 6 or len(set(value)) <= 3
+
+
+def is_uuid(value: str) -> bool:
+    """RFC 4122 textual form (request and trace ids, not credentials)."""
+    return bool(_UUID.fullmatch(value))
+
+
+def token_is_random(value: str, min_len: int = 16) -> bool:
+    """Heuristic for a machine-generated secret: long, high entropy, not a placeholder.
+
+    Hex strings carry at most 4 bits/char, so they get a lower entropy bar; words and
+    identifiers (all letters, snake_case names) fail the mixed-class test.
+    """
+    if len(value) < min_len or looks_like_placeholder(value):
+        return False
+    entropy = shannon_entropy(value)
+    if _HEX.fullmatch(value):
+        return len(value) >= 32 and entropy >= 3.0
+    classes = sum((any(c.islower() for c in value), any(c.isupper() for c in value),
+                   any(c.isdigit() for c in value)))
+    if classes < 2 or not any(c.isdigit() for c in value):
+        return classes >= 2 and len(value) >= 24 and entropy >= 4.0
+    return entropy >= 3.2
+
+
+def password_like(value: str) -> bool:
+    """A typed password: 6+ chars, not a placeholder, with a digit or a symbol."""
+    if len(value) < 6 or looks_like_placeholder(value):
+        return False
+    has_digit = any(c.isdigit() for c in value)
+    has_symbol = any(not c.isalnum() for c in value)
+    has_alpha = any(c.isalpha() for c in value)
+    return (has_digit or has_symbol) and (has_alpha or len(value) >= 8)
+
+
+def jwt_valid(value: str) -> bool:
+    """The header segment decodes to a JSON object naming ``alg`` or ``typ``."""
+    header = value.split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        obj = json.loads(decoded)
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(obj, dict) and ("alg" in obj or "typ" in obj)
+
+
+def basic_auth_valid(value: str) -> bool:
+    """``Authorization: Basic`` payload that decodes to ``user:password``."""
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode()
+    except (binascii.Error, ValueError):
+        return False
+    user, sep, password = decoded.partition(":")
+    return bool(sep) and bool(password) and not looks_like_placeholder(password)
