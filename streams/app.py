@@ -1,0 +1,173 @@
+"""The Faust app: one way through.
+
+    traces.raw ──govern──▶ traces.redacted ──store_traces──▶ ClickHouse traces
+                    │  └──▶ deadletter ─────store_dead_letters──▶ dead_letters
+                    └─────▶ findings (keyed by route) ──decide──▶ alerts, breaker
+    findings / alerts / breaker / changes ──store_*──▶ ClickHouse
+
+``govern`` is the only reader of the raw topic. Sink agents take batches and return
+only after ClickHouse holds them, so Faust commits their offsets after the write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import faust
+import structlog
+
+from streams.config import WardenSettings
+from streams.ingest import RejectedTrace, SourcePosition, dead_letter, decode_trace
+from streams.metrics import METRICS
+from streams.wiring import Wiring
+
+log = structlog.get_logger("warden.worker")
+
+GOVERN_BATCH = 500
+DECIDE_BATCH = 200
+
+
+def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+        datadir=str(settings.data_dir),
+        broker_commit_interval=settings.commit_interval_s,
+        producer_max_request_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        stream_wait_empty=False,
+        producer_acks=-1,
+        producer_compression_type="lz4",
+        broker_credentials=wiring.faust_credentials(),
+    )
+    topic = settings.topic
+    raw = app.topic(topic("traces.raw.v1"), key_type=bytes, value_type=bytes,
+                    key_serializer="raw", value_serializer="raw")
+    redacted = app.topic(topic("traces.redacted.v1"), value_serializer="json", key_serializer="raw")
+    findings = app.topic(topic("findings.v1"), value_serializer="json", key_serializer="raw")
+    alerts = app.topic(topic("alerts.v1"), value_serializer="json", key_serializer="raw")
+    breaker = app.topic(topic("breaker.v1"), value_serializer="json", key_serializer="raw")
+    changes = app.topic(topic("changes.v1"), value_serializer="json", key_serializer="raw")
+    dead = app.topic(topic("deadletter.v1"), value_serializer="json", key_serializer="raw")
+
+    # Per-scope detector state, co-partitioned with the raw topic (same key, same
+    # partitioner): it survives restarts and follows its partition in a rebalance.
+    scope_state = app.Table("scope-state", default=None,
+                            partitions=settings.partitions, use_partitioner=True)
+    route_state = app.Table("breaker-state", default=None,
+                            partitions=settings.partitions, use_partitioner=True)
+
+    governs = settings.role in ("all", "govern")
+    sinks = settings.role in ("all", "sink")
+
+    if governs:
+        @app.agent(raw, concurrency=1)
+        async def govern(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(GOVERN_BATCH, within=0.2):
+                started = time.perf_counter()
+                touched: set[str] = set()
+                for event in events:
+                    msg = event.message
+                    key = msg.key.decode("utf-8", "replace") if msg.key else None
+                    try:
+                        trace = decode_trace(event.value)
+                    except RejectedTrace as rejection:
+                        where = SourcePosition(msg.topic, msg.partition, msg.offset, key)
+                        letter = dead_letter(event.value, rejection, where)
+                        METRICS.dead_letters.labels(rejection.kind).inc()
+                        log.warning("dead_letter", kind=rejection.kind, reason=rejection.reason[:300],
+                                    partition=msg.partition, offset=msg.offset)
+                        await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
+                        continue
+                    out = wiring.governor.govern(trace, scope_state)
+                    touched.add(trace.partition_key)
+                    out.redacted["_partition"], out.redacted["_offset"] = msg.partition, msg.offset
+                    await redacted.send(key=trace.partition_key.encode(), value=out.redacted)
+                    for finding in out.findings:
+                        METRICS.findings.labels(finding.kind).inc()
+                        await findings.send(key=finding.subject.get("route", "").encode(),
+                                            value=wiring.finding_record(finding))
+                states, traffic = wiring.governor.checkpoint(touched)
+                for key, state in states.items():
+                    scope_state[key] = state
+                for summary in traffic:
+                    await findings.send(key=summary.subject["route"].encode(),
+                                        value=wiring.finding_record(summary))
+                METRICS.traces.inc(len(events))
+                METRICS.stage_seconds.labels("govern").observe(time.perf_counter() - started)
+
+        @app.agent(findings, concurrency=1)
+        async def decide(stream: faust.StreamT) -> None:
+            async for batch in stream.take(DECIDE_BATCH, within=0.1):
+                for record in batch:
+                    for alert in wiring.alerts_for(record):
+                        await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
+                    for signal in wiring.decide(record, route_state):
+                        await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
+                for alert in wiring.alert_only_alerts():
+                    await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
+
+        @app.timer(interval=1.0)
+        async def breaker_clock() -> None:
+            # Cooldowns and override expiries advance with wall time, not with traffic.
+            for signal in wiring.tick(route_state):
+                await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
+            for alert in wiring.alert_only_alerts():
+                await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
+
+    if sinks:
+        for name, source in (("traces", redacted), ("findings", findings), ("alerts", alerts),
+                             ("breaker_events", breaker), ("change_events", changes),
+                             ("dead_letters", dead)):
+            _sink_agent(app, source, name, settings, wiring)
+
+    @app.page("/sql")
+    async def sql(web: Any, request: Any) -> Any:
+        query = request.query.get("q") or (await request.text())
+        fmt = request.query.get("format", "JSONEachRow")
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: wiring.store.query_readonly(query, fmt=fmt))
+        except Exception as exc:  # the analyst sees ClickHouse's own message
+            return web.json({"error": str(exc).splitlines()[0][:2000]}, status=400)
+        return web.bytes(body, content_type="text/plain")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"ok": True, "role": settings.role, "dead_letters_stored": wiring.dead_letters_stored})
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(METRICS.render(), content_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: WardenSettings,
+                wiring: Wiring) -> None:
+    async def store(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take(settings.sink_batch_size, within=settings.sink_batch_seconds):
+            started = time.perf_counter()
+            stored = await loop.run_in_executor(None, wiring.write_batch, table, batch)
+            if not stored:
+                # Stopping mid-retry: leave the batch unacknowledged so Kafka replays it.
+                raise asyncio.CancelledError(f"sink {table} stopped before the batch was durable")
+            METRICS.stage_seconds.labels(f"sink_{table}").observe(time.perf_counter() - started)
+
+    store.__name__ = f"store_{table}"
+    store.__qualname__ = store.__name__
+    app.agent(source, name=f"store_{table}", concurrency=1)(store)
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()

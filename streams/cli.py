@@ -1,0 +1,210 @@
+"""The ``warden`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.config import REPO_ROOT, WardenSettings
+
+app = typer.Typer(help="Warden: governance over LLM inference telemetry.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+kafka_app = typer.Typer(help="The local Kafka broker (KRaft, one node on 127.0.0.1).", no_args_is_help=True)
+schema_app = typer.Typer(help="ClickHouse schema migrations.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts for SREs.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(schema_app, name="schema")
+app.add_typer(alerts_app, name="alerts")
+console = Console()
+err = Console(stderr=True)
+
+KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+
+
+def settings() -> WardenSettings:
+    return WardenSettings()
+
+
+@app.command()
+def worker(
+    role: Annotated[str, typer.Option(help="all | govern (scales out) | sink (owns ClickHouse)")] = "all",
+    web_port: Annotated[int | None, typer.Option(help="Faust web port (metrics, /sql)")] = None,
+) -> None:
+    """Run a Faust worker. Several workers with one app id share the partitions."""
+    from streams.worker import run_worker
+
+    overrides: dict[str, object] = {"role": role}
+    if web_port is not None:
+        overrides["web_port"] = web_port
+    run_worker(settings().model_copy(update=overrides))
+
+
+@kafka_app.command("up")
+def kafka_up() -> None:
+    """Resolve the Kafka jars with Maven if needed, start the broker, wait until ready."""
+    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SCRIPT), "up"]))
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the local broker."""
+    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SCRIPT), "down"]))
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker is up."""
+    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SCRIPT), "status"]))
+
+
+@schema_app.command("apply")
+def schema_apply() -> None:
+    """Apply missing migrations (idempotent; recorded in schema_migrations)."""
+    from sinks.clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(settings().clickhouse_dsn)
+    applied = store.migrate()
+    console.print(f"applied: {', '.join(applied) if applied else 'nothing, schema is current'}")
+
+
+def run_sql(query: str, fmt: str = "JSONEachRow", s: WardenSettings | None = None) -> bytes:
+    """Read-only SQL: through a running worker's web server with an embedded engine,
+    directly otherwise (a server DSN, or no worker holding the embedded engine)."""
+    s = s or settings()
+    if s.embedded_clickhouse:
+        url = f"http://{s.web_host}:{s.web_port}/sql?" + urllib.parse.urlencode({"q": query, "format": fmt})
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("error", str(exc))
+            raise typer.BadParameter(detail) from exc
+        except urllib.error.URLError:
+            pass  # no worker owns the engine: open it here
+    from sinks.clickhouse import ClickHouseStore
+
+    store = ClickHouseStore(s.clickhouse_dsn)
+    try:
+        return store.query_readonly(query, fmt=fmt)
+    finally:
+        store.close()
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SELECT ... (read-only: ClickHouse readonly mode)")],
+    output: Annotated[str, typer.Option("--output", "-o", help="table | json")] = "table",
+) -> None:
+    """Query ClickHouse read-only, through the worker when it owns the embedded engine."""
+    body = run_sql(query)
+    rows = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    if output == "json":
+        for row in rows:
+            sys.stdout.write(json.dumps(row, default=str) + "\n")
+        return
+    print_rows(rows)
+
+
+def print_rows(rows: list[dict[str, object]], title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False)
+    columns = list(rows[0].keys()) if rows else []
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[str(row.get(c, "")) for c in columns])
+    console.print(table if rows else "(no rows)")
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    severity: Annotated[str | None, typer.Option(help="info | warning | critical (and above)")] = None,
+    route: Annotated[str | None, typer.Option(help="only this route")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="start at the oldest alert")] = False,
+    max_alerts: Annotated[int | None, typer.Option(help="stop after this many")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(help="stop after this many idle seconds")] = None,
+) -> None:
+    """Follow the alerts topic, pretty-printed and filtered."""
+    from streams.alerts_tail import tail_alerts
+
+    tail_alerts(settings(), console, severity=severity, route=route, from_beginning=from_beginning,
+                max_alerts=max_alerts, idle_timeout_s=idle_timeout)
+
+
+@app.command()
+def loadgen(
+    rate: Annotated[float, typer.Option(help="traces per second")] = 500.0,
+    count: Annotated[int, typer.Option(help="traces to send")] = 5000,
+    routes: Annotated[int, typer.Option(help="number of routes")] = 4,
+    trace_kb: Annotated[float, typer.Option(help="approximate size of one trace, KB")] = 2.0,
+    incident: Annotated[list[str] | None, typer.Option(
+        help="NAME[@START[:LENGTH]], repeatable: error_burst, pii, secret, malformed, cost, drift")] = None,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Publish synthetic traces at a rate, with injected incidents; shows a progress bar."""
+    from streams.loadgen import LoadPlan, run_load
+
+    plan = LoadPlan.build(count=count, rate=rate, routes=routes, trace_kb=trace_kb,
+                          incidents=incident or [], seed=seed)
+    stats = run_load(settings(), plan, console)
+    console.print(stats)
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(help="traces to send")] = 6000,
+    rate: Annotated[float, typer.Option(help="traces per second")] = 600.0,
+) -> None:
+    """Start Kafka if needed, run a worker and load with incidents, print what was found."""
+    from streams.demo import run_demo
+
+    raise typer.Exit(run_demo(settings(), console, count=count, rate=rate))
+
+
+@app.command()
+def topics() -> None:
+    """Create missing topics and list them with their contracts."""
+    from streams.topics import ensure_topics, topic_specs
+
+    s = settings()
+    ensure_topics(s)
+    print_rows([{"topic": s.topic(t.name), "record": t.record, "key": t.key, "compacted": t.compacted,
+                 "retention_ms": t.retention_ms} for t in topic_specs(s)])
+
+
+def _register_optional() -> None:
+    """Command groups that live beside their detectors."""
+    import importlib
+
+    for module in ("streams.cli_redact", "streams.cli_drift", "streams.cli_replay", "streams.cli_change",
+                   "streams.cli_breaker"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["app", "main", "run_sql", "Path"]

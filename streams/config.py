@@ -1,0 +1,86 @@
+"""One typed settings object, built once at start and passed down.
+
+Read from the environment (``WARDEN_*``; ``KAFKA_BOOTSTRAP`` and ``CLICKHOUSE_DSN`` are
+accepted unprefixed because the test fixtures and docker-compose use them) and from CLI
+options. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "deploy" / "config"
+
+
+class KafkaSecurity(BaseSettings):
+    """TLS and SASL for the Kafka clients; all optional (plaintext on loopback by default)."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDEN_KAFKA_", extra="ignore")
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def confluent(self) -> dict[str, str]:
+        """Options for confluent-kafka clients (librdkafka names)."""
+        conf: dict[str, str] = {"security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = self.ssl_cafile
+        if self.ssl_certfile:
+            conf["ssl.certificate.location"] = self.ssl_certfile
+        if self.ssl_keyfile:
+            conf["ssl.key.location"] = self.ssl_keyfile
+        return conf
+
+
+class WardenSettings(BaseSettings):
+    """Everything a worker, the CLI or a test needs to know about its surroundings."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDEN_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "WARDEN_KAFKA_BOOTSTRAP"),
+    )
+    clickhouse_dsn: str = Field(
+        default=f"chdb://{REPO_ROOT / 'var' / 'clickhouse'}",
+        validation_alias=AliasChoices("CLICKHOUSE_DSN", "WARDEN_CLICKHOUSE_DSN"),
+    )
+    topic_prefix: str = "warden"
+    app_id: str = "warden"
+    partitions: int = 4
+    raw_retention_hours: float = 24.0
+    # Faust web server: metrics, health and (with a chdb:// DSN) read-only SQL for analysts.
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = REPO_ROOT / "var" / "worker"
+    sink_batch_size: int = 2000
+    sink_batch_seconds: float = 1.0
+    commit_interval_s: float = 1.0
+    config_dir: Path = CONFIG_DIR
+    # Which agents this worker runs: "all", or "govern" (validate/redact/score, scales
+    # out), or "sink" (owns ClickHouse; one process with the embedded engine).
+    role: str = "all"
+    log_level: str = "INFO"
+    pseudonym_key: SecretStr | None = None
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb://")

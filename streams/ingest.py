@@ -1,0 +1,107 @@
+"""Bytes from the raw topic → a validated ``InferenceTrace``, or a dead letter saying why.
+
+Every rejection names the field, the limit and what the producer should do; the original
+bytes travel to the dead-letter topic so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from streams.records import MAX_JSON_DEPTH, MAX_TRACE_BYTES, DeadLetter, InferenceTrace
+
+
+class RejectedTrace(ValueError):
+    """Input that cannot become a trace. ``kind`` is a stable machine-readable code."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+def _depth_exceeds(raw: str, limit: int) -> bool:
+    # Cheap bracket scan before json.loads, so hostile nesting cannot cost a deep recursion.
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def decode_trace(raw: bytes | None) -> InferenceTrace:
+    """Validate one raw record. Raises ``RejectedTrace`` with a reason a producer can act on."""
+    if raw is None or len(raw) == 0:
+        raise RejectedTrace("empty", "empty message: publish one JSON object per trace")
+    if len(raw) > MAX_TRACE_BYTES:
+        raise RejectedTrace(
+            "oversized",
+            f"trace is {len(raw)} bytes, limit {MAX_TRACE_BYTES}: truncate message contents "
+            "or tool results before publishing",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RejectedTrace("invalid_utf8", f"not UTF-8 at byte {exc.start}: encode text as UTF-8") from exc
+    if _depth_exceeds(text, MAX_JSON_DEPTH + 4):
+        raise RejectedTrace("too_deep", f"JSON nesting deeper than {MAX_JSON_DEPTH}: flatten tool arguments")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise RejectedTrace("malformed_json", f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RejectedTrace("wrong_type", f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version", 1)
+    if isinstance(version, int) and version > 1:
+        raise RejectedTrace(
+            "unsupported_schema_version",
+            f"schema_version {version} is newer than this worker (reads 1): upgrade the workers first",
+        )
+    try:
+        return InferenceTrace.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise RejectedTrace("schema_violation", f"{exc.error_count()} invalid field(s): {problems}") from exc
+
+
+def dead_letter(raw: bytes | None, rejection: RejectedTrace, where: SourcePosition) -> DeadLetter:
+    payload = raw or b""
+    return DeadLetter(
+        reason=rejection.reason[:2000],
+        error_kind=rejection.kind,
+        source_topic=where.topic,
+        partition=where.partition,
+        offset=where.offset,
+        key=where.key,
+        original_b64=base64.b64encode(payload).decode("ascii"),
+        original_bytes=len(payload),
+    )

@@ -1,0 +1,32 @@
+"""Prometheus metrics a worker exposes on ``/metrics`` (names documented in the README)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.traces = Counter("warden_traces_governed_total", "Traces validated, redacted and scored",
+                              registry=self.registry)
+        self.dead_letters = Counter("warden_dead_letters_total", "Input sent to the dead-letter topic",
+                                    ["kind"], registry=self.registry)
+        self.findings = Counter("warden_findings_total", "Detector findings", ["kind"], registry=self.registry)
+        self.rows_written = Counter("warden_sink_rows_total", "Rows durably written to ClickHouse",
+                                    ["table"], registry=self.registry)
+        self.sink_failures = Counter("warden_sink_write_failures_total", "Failed ClickHouse writes (retried)",
+                                     ["table"], registry=self.registry)
+        self.stage_seconds = Histogram("warden_stage_seconds", "Seconds per batch and stage", ["stage"],
+                                       buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                       registry=self.registry)
+        self.breaker_open = Gauge("warden_breaker_open", "1 when a target's breaker is open or half-open",
+                                  ["target"], registry=self.registry)
+        self.redactions = Counter("warden_redactions_total", "Values redacted", ["entity"],
+                                  registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS = WorkerMetrics()

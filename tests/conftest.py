@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.infra import LocalKafka, clickhouse_dsn, kafka_bootstrap
+from tests.worker_proc import Pipeline
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[tuple[str, LocalKafka | None]]:
+    """A real Kafka broker for the whole test run (started once, stopped after)."""
+    with kafka_bootstrap() as found:
+        yield found
+
+
+@pytest.fixture
+def pipeline(kafka: tuple[str, LocalKafka | None], tmp_path: Path) -> Pipeline:
+    bootstrap, _ = kafka
+    return Pipeline(bootstrap=bootstrap, dsn=clickhouse_dsn(tmp_path), workdir=tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        raise RuntimeError(f"development data not found at {SHARED_DATA}: tests expect ../shared/data")
+    return SHARED_DATA
