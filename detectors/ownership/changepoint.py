@@ -110,12 +110,14 @@ class MeanShiftCusum:
             self.direction = "up" if run is self.hi else "down"
             self.after = run[1] / max(run[2], 1.0)
         else:
-            self._adapt(bm, z)
+            self._adapt(bm, z, at)
         self.b_sum = self.b_sq = self.b_n = 0.0
 
-    def _adapt(self, bm: float, z: float) -> None:
+    def _adapt(self, bm: float, z: float, at: float) -> None:
         # Merge the batch into the baseline (exponential weights over ``memory`` samples).
         a = self.b_n / min(self.n + self.b_n, self.config.memory)
+        if self.config.memory_s is not None and self.n >= self.config.warmup:
+            a = max(a, min((at - self.b_start) / self.config.memory_s, 0.5))
         within = max(self.b_sq / self.b_n - bm * bm, 0.0)
         d = bm - self.mean
         self.mean += a * d
@@ -124,14 +126,24 @@ class MeanShiftCusum:
         self.ratio = min(max(self.ratio + (z * z * self.ratio - self.ratio) / batches, 1.0), 4.0)
         self.n += self.b_n
 
+    def partial(self) -> dict[str, Any] | None:
+        """Evidence short of a change (statistic past half the threshold), else ``None``."""
+        if self.drift_detected or max(self.s_hi, self.s_lo) < self.config.h / 2:
+            return None
+        run = self.hi if self.s_hi >= self.s_lo else self.lo
+        return self._evidence("up" if run is self.hi else "down", run[0], run[1] / max(run[2], 1.0))
+
     def summary(self) -> dict[str, Any]:
         """Evidence of the detected change (baseline and post-change level, in input units)."""
+        return {**self._evidence(self.direction, self.change_at, self.after),
+                "detected_at": self.detected_at}
+
+    def _evidence(self, direction: str, change_at: float, after: float) -> dict[str, Any]:
         return {"method": "two-sided CUSUM on batch means (Page 1954)",
-                "direction": self.direction, "before": round(self.mean, 4),
-                "after": round(self.after, 4),
-                "shift_sd": round((self.after - self.mean) / self.scale, 3),
+                "direction": direction, "before": round(self.mean, 4), "after": round(after, 4),
+                "shift_sd": round((after - self.mean) / self.scale, 3),
                 "statistic": round(max(self.s_hi, self.s_lo), 3), "threshold": self.config.h,
-                "changed_at": self.change_at, "detected_at": self.detected_at}
+                "changed_at": change_at}
 
     def to_state(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _MEAN_FIELDS}
@@ -223,13 +235,23 @@ class RateShiftCusum:
             run[1] = run[2] = 0.0
         return stat
 
+    def partial(self) -> dict[str, Any] | None:
+        """Evidence short of a change (statistic past half the threshold), else ``None``."""
+        if self.drift_detected or max(self.s_up, self.s_dn) < self.config.h / 2:
+            return None
+        run = self.up if self.s_up >= self.s_dn else self.dn
+        return self._evidence("up" if run is self.up else "down", run[0], run[1] / max(run[2], 1.0))
+
     def summary(self) -> dict[str, Any]:
         """Evidence of the detected change (rates as fractions)."""
+        return {**self._evidence(self.direction, self.change_at, self.after),
+                "detected_at": self.detected_at}
+
+    def _evidence(self, direction: str, change_at: float, after: float) -> dict[str, Any]:
         return {"method": "two-sided Bernoulli CUSUM (Reynolds & Stoumbos 1999)",
-                "direction": self.direction, "before": round(self.p, 5),
-                "after": round(self.after, 5),
+                "direction": direction, "before": round(self.p, 5), "after": round(after, 5),
                 "statistic": round(max(self.s_up, self.s_dn), 3), "threshold": self.config.h,
-                "changed_at": self.change_at, "detected_at": self.detected_at}
+                "changed_at": change_at}
 
     def to_state(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _RATE_FIELDS}

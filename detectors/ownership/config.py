@@ -36,6 +36,8 @@ class MeanShiftSettings(_Strict):
     h: float = Field(10.0, gt=0, description="decision threshold, in standard errors")
     clip: float = Field(4.0, gt=0, description="winsorize single samples at +/- clip sd")
     memory: int = Field(5000, ge=100, description="effective samples of the adaptive baseline")
+    memory_s: float | None = Field(None, gt=0, description="and at most this much event time, "
+                                   "so a low-traffic route still follows a daily cycle")
     min_scale: float = Field(0.02, gt=0, description="floor of the per-sample sd (log units)")
 
 
@@ -78,6 +80,10 @@ class SeverityRules(_Strict):
     critical_if_signals_at_least: int = Field(3, ge=1)
     critical_signals: tuple[str, ...] = ("error_rate", "refusal_rate")
     info_only_signals: tuple[str, ...] = ("latency", "ttft")
+    identity_change_at_least: SeverityName = Field(
+        "warning", description="floor when a serving or component version changed unregistered")
+    count_also_moving: bool = Field(
+        True, description="signals with partial evidence at emission count for severity")
     owned: SeverityName = "info"
 
 
@@ -95,6 +101,9 @@ class ChangeSettings(_Strict):
         "embedding_centroid",
     )
     mean_shift: MeanShiftSettings = MeanShiftSettings()
+    # Latency follows load, which has a daily cycle: a shorter memory tracks it without lag,
+    # and a wider allowance ignores what is left (serving changes move latency a lot).
+    latency_shift: MeanShiftSettings = MeanShiftSettings(memory=1500, memory_s=900.0, k=0.75)
     rate_shift: RateShiftSettings = RateShiftSettings()
     mix_shift: MixShiftSettings = MixShiftSettings()
     centroid_shift: CentroidShiftSettings = CentroidShiftSettings()

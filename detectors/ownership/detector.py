@@ -80,7 +80,9 @@ class UnownedChangeDetector:
 
     def _new_signal(self, name: str) -> Any:
         cfg = self.config
-        if name in _LOG_SIGNALS:
+        if name in ("latency", "ttft"):
+            return MeanShiftCusum(cfg.latency_shift)
+        if name == "output_tokens":
             return MeanShiftCusum(cfg.mean_shift)
         if name in ("error_rate", "refusal_rate"):
             return RateShiftCusum(cfg.rate_shift)
@@ -155,9 +157,20 @@ class UnownedChangeDetector:
                 moved[name] = info
         return moved
 
+    def _also_moving(self) -> dict[str, dict[str, Any]]:
+        # Slower tests (windows, rare events) rarely fire within ``settle_s``; their partial
+        # evidence still tells the on-call what else moved.
+        out = {}
+        for name, test in self.signals.items():
+            info = test.partial() if hasattr(test, "partial") else None
+            if info is not None:
+                out[name] = info
+        return out
+
     def _resolve(self, ledger: ChangeLedger | None, registry: OwnershipRegistry | None) -> Finding:
         cfg = self.config
         moved = self._moved()
+        also = self._also_moving()
         change_at = min(m["changed_at"] for m in moved.values())
         detected_at = min(m["detected_at"] for m in moved.values())
         changed = self.identity.changed(cfg.identity_min_tv)
@@ -166,7 +179,7 @@ class UnownedChangeDetector:
                              cfg.explaining_kinds, changed, self.identity)
         page = registry.owner_to_page(self.route, model=self.model) if registry else None
         evidence: dict[str, Any] = {
-            "signals": moved, "identity_changes": changed, "detected_at": detected_at,
+            "signals": moved, "also_moving": also, "identity_changes": changed, "detected_at": detected_at,
             "tenants": list(self.tenants), "config_version": self.config_version,
             "page": page.to_dict() if page else None,
             "registry_version": registry.version if registry else None,
@@ -179,23 +192,25 @@ class UnownedChangeDetector:
                                    f"-> {entry.new_version}, {entry.link or entry.event_id})")
             kind, severity = "change.owned", cfg.severity.owned
         else:
-            guess = suspect(changed, list(moved), self.route, self.model)
+            guess = suspect(changed, list(moved) + list(also), self.route, self.model)
             evidence.update(suspect=guess, owner=page.team if page else None)
             evidence["summary"] = (f"{', '.join(sorted(moved))} moved at {_iso(change_at)} with no "
                                    f"change event; most likely {guess['component_kind']} "
                                    f"{guess['component_id']}: {guess['reason']}")
-            kind, severity = "change.unowned_behaviour", self._severity(list(moved))
+            counted = list(moved) + (list(also) if cfg.severity.count_also_moving else [])
+            kind, severity = "change.unowned_behaviour", self._severity(counted, bool(changed))
         return Finding(kind, {"route": self.route, "model": self.model}, score=float(len(moved)),
                        threshold=1.0, at=change_at, severity=severity, evidence=evidence,
                        detector="UnownedChangeDetector/1")
 
-    def _severity(self, moved: list[str]) -> str:
+    def _severity(self, moved: list[str], identity_changed: bool) -> str:
         rules = self.config.severity
         if len(moved) >= rules.critical_if_signals_at_least or set(moved) & set(rules.critical_signals):
             return "critical"
-        if set(moved) <= set(rules.info_only_signals):
-            return "info"
-        return rules.default
+        severity = "info" if set(moved) <= set(rules.info_only_signals) else rules.default
+        if identity_changed and SEVERITY_RANK[severity] < SEVERITY_RANK[rules.identity_change_at_least]:
+            severity = rules.identity_change_at_least
+        return severity
 
     def feeds_breaker(self, finding: Finding, min_severity: str) -> bool:
         """Whether a finding of this detector should open the breaker (unowned, severe enough)."""

@@ -80,7 +80,18 @@ class MixShift:
             self._test(at)
         return self.drift_detected
 
-    def _test(self, at: float) -> None:
+    def partial(self) -> dict[str, Any] | None:
+        """Evidence from the unfinished window (a quarter full or more, ``p < sqrt(alpha)``)."""
+        if self.drift_detected or self.win_n < self.config.window / 4 or not self.base:
+            return None
+        g, tv, p_value, moved = self._compare()
+        if p_value >= math.sqrt(self.config.alpha) or tv < self.config.min_tv:
+            return None
+        return {"method": "windowed G-test (partial window)", "statistic": round(g, 3),
+                "p_value": p_value, "tv": round(tv, 4), "moved": moved,
+                "changed_at": self.win_start, "window": self.win_n}
+
+    def _compare(self) -> tuple[float, float, float, list[dict[str, Any]]]:
         cats = self.base.keys() | self.win.keys()
         total = sum(self.base.values())
         g, tv = 0.0, 0.0
@@ -92,14 +103,18 @@ class MixShift:
             tv += abs(observed / self.win_n - self.base.get(c, 0.0) / total)
         tv /= 2.0
         p_value = float(chi2.sf(max(g, 0.0), max(len(cats) - 1, 1)))
+        moves = [(self.win.get(c, 0.0) / self.win_n - self.base.get(c, 0.0) / total, c) for c in cats]
+        moved = [{"category": c, "before": round(self.base.get(c, 0.0) / total, 4),
+                  "after": round(self.win.get(c, 0.0) / self.win_n, 4)}
+                 for _, c in sorted(moves, key=lambda m: -abs(m[0]))[:3]]
+        return g, tv, p_value, moved
+
+    def _test(self, at: float) -> None:
+        g, tv, p_value, moved = self._compare()
+        total = sum(self.base.values())
         if p_value < self.config.alpha and tv >= self.config.min_tv:
             self.drift_detected, self.detected_at, self.change_at = True, at, self.win_start
-            self.stat, self.p_value, self.tv = g, p_value, tv
-            moves = [(self.win.get(c, 0.0) / self.win_n - self.base.get(c, 0.0) / total, c)
-                     for c in cats]
-            self.moved = [{"category": c, "before": round(self.base.get(c, 0.0) / total, 4),
-                           "after": round(self.win.get(c, 0.0) / self.win_n, 4)}
-                          for _, c in sorted(moves, key=lambda m: -abs(m[0]))[:3]]
+            self.stat, self.p_value, self.tv, self.moved = g, p_value, tv, moved
             return
         for c, weight in self.win.items():
             self.base[c] = self.base.get(c, 0.0) + weight
@@ -201,10 +216,28 @@ class CentroidShift:
             self._test(at)
         return self.drift_detected
 
+    def _distance(self) -> float:
+        c, mu = self.win_sum / self.win_n, self.centroid
+        return 1.0 - float(c @ mu) / max(float(np.linalg.norm(c) * np.linalg.norm(mu)), 1e-12)
+
+    def partial(self) -> dict[str, Any] | None:
+        """Evidence short of a change: a window over the ratio, or the unfinished window
+        (half full or more) over twice the ratio (its null distance is larger), else ``None``."""
+        cfg = self.config
+        if self.drift_detected or self.null_n < cfg.null_windows:
+            return None
+        if self.streak >= 1:
+            return {**self.summary(), "changed_at": self.streak_start}
+        d = self._distance() if self.win_n >= cfg.window / 2 else 0.0
+        if d > 2 * cfg.ratio * self.null_mean:
+            return {**self.summary(), "statistic": round(d, 5), "changed_at": self.win_start,
+                    "window": self.win_n}
+        return None
+
     def _test(self, at: float) -> None:
         cfg = self.config
         c, mu = self.win_sum / self.win_n, self.centroid
-        d = 1.0 - float(c @ mu) / max(float(np.linalg.norm(c) * np.linalg.norm(mu)), 1e-12)
+        d = self._distance()
         self.distance = d
         if self.null_n >= cfg.null_windows and d > cfg.ratio * self.null_mean:
             self.streak += 1
