@@ -30,7 +30,7 @@ from .validators import (
 
 PRIORITY = 2
 _NUM_LEFT = r"[A-Za-z0-9_.]"  # a number glued to a word or a decimal point is not standalone
-_NUM_RIGHT = r"(?![A-Za-z0-9_]|[.-][0-9])"
+_NUM_RIGHT = r"[A-Za-z0-9_]|[.-][0-9]"
 _PHONE_CONTEXT = (
     r"\b(?:phone|tel|telephone|mobile|cell|fax|call|ring|whatsapp|sms|text|contact|reach"
     r"|desk|landline|dial|number|no\.|num|registered|messages to|answering at)\b"
@@ -117,74 +117,75 @@ PII_SPECS: tuple[PatternSpec, ...] = (
     _spec(
         "EMAIL_ADDRESS",
         r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
-        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
-        trigger=r"[A-Za-z0-9._%+-]@[A-Za-z0-9]",
+        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}",
+        right=r"[A-Za-z0-9-]",
+        trigger=r"[A-Za-z0-9._%+-]@[A-Za-z0-9]", engine="python",
         left=r"[A-Za-z0-9._%+-]",
     ),
     # North American numbers with separators: (555) 123-4567, 555.123.4567 x12, +1-555-...
     _spec(
         "PHONE_NUMBER",
         r"(?:(?:\+1|001|1)[ .-]?)?(?:\([0-9]{3}\)[ .-]?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}"
-        r"(?:[ ]?(?:x|ext\.?|extension)[ ]?[0-9]{1,6})?" + _NUM_RIGHT,
+        r"(?:[ ]?(?:x|ext\.?|extension)[ ]?[0-9]{1,6})?", right=_NUM_RIGHT,
         trigger=r"[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4}",
         left=r"[A-Za-z0-9_./+-]",
     ),
     # Ten bare digits: a phone only if it is a valid NANP number or a context word says so.
-    _spec("PHONE_NUMBER", r"(?:\+?1)?[0-9]{10}" + _NUM_RIGHT, trigger=r"[0-9]{10}",
+    _spec("PHONE_NUMBER", r"(?:\+?1)?[0-9]{10}", right=_NUM_RIGHT, trigger=r"[0-9]{10}",
           validate=nanp_valid, left=_NUM_LEFT + "|[+-]"),
-    _spec("PHONE_NUMBER", r"[0-9]{10}" + _NUM_RIGHT, trigger=r"[0-9]{10}",
+    _spec("PHONE_NUMBER", r"[0-9]{10}", right=_NUM_RIGHT, trigger=r"[0-9]{10}",
           context=_PHONE_CONTEXT, window=32, left=_NUM_LEFT),
     # International E.164 with or without separators: +44 20 7946 0958, +447700900123.
     _spec(
         "PHONE_NUMBER",
         r"\+[1-9][0-9]{0,3}(?:[ .-]?\(?[0-9]{1,4}\)?){2,6}"
-        r"(?:[ ]?(?:x|ext\.?)[ ]?[0-9]{1,6})?" + _NUM_RIGHT,
+        r"(?:[ ]?(?:x|ext\.?)[ ]?[0-9]{1,6})?", right=_NUM_RIGHT,
         trigger=r"\+[1-9][0-9]{0,3}[ .(-]*[0-9]",
         validate=_phone_digits_ok, left=r"[A-Za-z0-9_]",
     ),
     # National numbers with a trunk 0 (UK, EU): spaced groups, or anything after a context word.
-    _spec("PHONE_NUMBER", r"0[0-9]{2,4} [0-9]{3,4} ?[0-9]{3,4}" + _NUM_RIGHT,
+    _spec("PHONE_NUMBER", r"0[0-9]{2,4} [0-9]{3,4} ?[0-9]{3,4}", right=_NUM_RIGHT,
           trigger=r"0[0-9]{2,4} [0-9]{3,4}", validate=_national_ok, left=_NUM_LEFT),
-    _spec("PHONE_NUMBER", r"\(?0[0-9]{1,4}\)?[ .-]?[0-9]{2,4}(?:[ .-]?[0-9]{2,4}){1,3}" + _NUM_RIGHT,
+    _spec("PHONE_NUMBER", r"\(?0[0-9]{1,4}\)?[ .-]?[0-9]{2,4}(?:[ .-]?[0-9]{2,4}){1,3}", right=_NUM_RIGHT,
           trigger=r"0[0-9]{1,4}\)?[ .-]?[0-9]{2}", validate=_national_ok,
           context=_PHONE_CONTEXT, window=32, left=_NUM_LEFT),
-    _spec("PHONE_NUMBER", r"\(?[0-9]{2,4}\)?(?:[ .-][0-9]{2,8}){1,4}" + _NUM_RIGHT,
+    _spec("PHONE_NUMBER", r"\(?[0-9]{2,4}\)?(?:[ .-][0-9]{2,8}){1,4}", right=_NUM_RIGHT,
           context=_STRONG_PHONE_CONTEXT, window=40, validate=_short_phone_ok, left=_NUM_LEFT),
-    _spec("CREDIT_CARD", r"[0-9]{12}(?![0-9])", refine=_refine_maestro, left=_NUM_LEFT,
+    _spec("CREDIT_CARD", r"[0-9]{12}", right=r"[0-9]", refine=_refine_maestro, left=_NUM_LEFT,
           context=r"\b(?:card|cc|credit|debit|visa|mastercard|maestro|amex)\b\W{0,6}(?:no\.?|number|#)?\W{0,3}$"),
     _spec(
-        "CREDIT_CARD", r"[0-9](?:[ -]?[0-9]){12,18}(?![0-9])",
+        "CREDIT_CARD", r"[0-9](?:[ -]?[0-9]){12,18}", right=r"[0-9]",
         trigger=r"[0-9](?:[ -]?[0-9]){12}", refine=_refine_card, left=_NUM_LEFT,
         deny_context=r"(?:tracking|order|invoice|shipment|parcel|awb|reference|ref|confirmation"
                      r"|transaction|account|acct|iban|imei|serial)\s*(?:number|no\.?|id|#)?\s*[:#]?\s*$",
     ),
-    _spec("US_SSN", r"[0-9]{3}-[0-9]{2}-[0-9]{4}" + _NUM_RIGHT,
+    _spec("US_SSN", r"[0-9]{3}-[0-9]{2}-[0-9]{4}", right=_NUM_RIGHT,
           trigger=r"[0-9]{3}-[0-9]{2}-[0-9]{4}", validate=ssn_valid, left=_NUM_LEFT + "|-"),
-    _spec("US_SSN", r"[0-9]{3} ?[0-9]{2} ?[0-9]{4}" + _NUM_RIGHT,
+    _spec("US_SSN", r"[0-9]{3} ?[0-9]{2} ?[0-9]{4}", right=_NUM_RIGHT,
           trigger=r"[0-9]{3} ?[0-9]{2} ?[0-9]{4}", validate=ssn_valid, left=_NUM_LEFT,
           context=r"\b(?:ssn|social security|ss#|ss no)", window=40),
-    _spec("IBAN_CODE", r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])",
+    _spec("IBAN_CODE", r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}", right=r"[A-Za-z0-9]",
           trigger=r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){4}", refine=_refine_iban, left=r"[A-Za-z0-9]"),
     _spec(
-        "IP_ADDRESS", r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![A-Za-z0-9_]|\.[0-9])",
+        "IP_ADDRESS", r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", right=r"[A-Za-z0-9_]|\.[0-9]",
         trigger=r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
         validate=ipv4_valid, left=r"[A-Za-z0-9_.:-]",
         deny_context=r"(?:\bv|version|ver|release|build|firmware|python|node|java|chrome|sdk|==|>=|"
                      r"<=|~=|@)\s*[:=]?\s*$",
     ),
     _spec(
-        "IP_ADDRESS", r"[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}(?![\w:])",
+        "IP_ADDRESS", r"[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}", right=r"[\w:]",
         trigger=r"[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}",
         validate=ipv6_valid, left=r"[A-Za-z0-9_:]",
     ),
-    _spec("POSTAL_CODE", r"[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][ABD-HJLNP-UW-Z]{2}(?![A-Za-z0-9])",
+    _spec("POSTAL_CODE", r"[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][ABD-HJLNP-UW-Z]{2}", right=r"[A-Za-z0-9]",
           trigger=r"[A-Z][0-9][A-Z0-9]? [0-9][A-Z]{2}", left=r"[A-Za-z0-9]"),
     _spec("POSTAL_CODE",
-          r"[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z] ?[0-9][ABCEGHJ-NPRSTV-Z][0-9](?![A-Za-z0-9])",
+          r"[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z] ?[0-9][ABCEGHJ-NPRSTV-Z][0-9]", right=r"[A-Za-z0-9]",
           trigger=r"[A-Z][0-9][A-Z] ?[0-9][A-Z][0-9]", left=r"[A-Za-z0-9]"),
-    _spec("POSTAL_CODE", rf"(?:\b(?:{_US_STATES}),? )(?P<value>[0-9]{{5}}(?:-[0-9]{{4}})?)(?![0-9])"),
+    _spec("POSTAL_CODE", rf"(?:\b(?:{_US_STATES}),? )(?P<value>[0-9]{{5}}(?:-[0-9]{{4}})?)", right=r"[0-9]"),
     _spec("POSTAL_CODE",
-          r"(?i:\b(?:zip|postal|post)\s*(?:code)?)\s*[:#]?\s*(?P<value>[0-9]{5}(?:-[0-9]{4})?)(?![0-9])"),
+          r"(?i:\b(?:zip|postal|post)\s*(?:code)?)\s*[:#]?\s*(?P<value>[0-9]{5}(?:-[0-9]{4})?)", right=r"[0-9]"),
     _spec(
         "STREET_ADDRESS",
         rf"[0-9]{{1,6}}(?: [A-Z][A-Za-z'.-]*){{1,4}} (?:{_STREET_SUFFIX})\b\.?"
@@ -197,18 +198,18 @@ PII_SPECS: tuple[PatternSpec, ...] = (
     _spec(
         "DATE_OF_BIRTH",
         r"(?i:date of birth|birth ?date|birthday|\bd\.?o\.?b\b\.?|\bborn(?: on)?)"
-        rf"[^0-9\n]{{0,20}}?(?P<value>{_DATE})(?![0-9])",
+        rf"[^0-9\n]{{0,20}}?(?P<value>{_DATE})", right=r"[0-9]",
     ),
     _spec(
         "PASSPORT",
         r"(?i:passport(?:\s*(?:no\.?|number|num|#|id))?(?:\s*is)?)\s*[:#=]?\s*"
-        r"(?P<value>[A-Z0-9]{6,9})(?![A-Za-z0-9])",
+        r"(?P<value>[A-Z0-9]{6,9})", right=r"[A-Za-z0-9]",
         validate=_has_digits(5),
     ),
     _spec(
         "DRIVER_LICENSE",
         r"(?i:driver'?s?\s*licen[cs]e|driving\s*licen[cs]e|\bDL)(?i:\s*(?:no\.?|number|num|#|id))?"
-        r"(?i:\s*is)?\s*[:#=]?\s*(?P<value>[A-Z0-9][A-Z0-9-]{4,19})(?![A-Za-z0-9])",
+        r"(?i:\s*is)?\s*[:#=]?\s*(?P<value>[A-Z0-9][A-Z0-9-]{4,19})", right=r"[A-Za-z0-9]",
         validate=_has_digits(4),
     ),
 )

@@ -28,7 +28,7 @@ from .validators import (
 
 PROVIDER, PASSWORD_PRIORITY, KEY_BLOCK, GENERIC = 3, 3, 4, 1
 _TOKEN_LEFT = r"[A-Za-z0-9_-]"
-_TOKEN_END = r"(?![A-Za-z0-9_-])"
+_TOKEN_END = r"[A-Za-z0-9_-]"
 _COMMON_PASSWORDS = frozenset(
     {"password", "passwd", "pass", "secret", "changeme", "pwd", "admin", "root", "none", "null",
      "required", "optional", "hidden", "redacted", "masked", "incorrect", "invalid", "wrong"}
@@ -65,11 +65,42 @@ def _generic_value(value: str) -> tuple[int, int] | None:
     return (0, end) if _random_token(value[:end]) else None
 
 
+def literal_prefix(pattern: str) -> str:
+    """The pattern up to its first top-level character class: a cheap RE2-set trigger.
+
+    >>> literal_prefix(r"(?:ghp|gho)_[A-Za-z0-9]{36}")
+    '(?:ghp|gho)_'
+    """
+    depth = 0
+    for i, ch in enumerate(pattern):
+        escaped = i > 0 and pattern[i - 1] == "\\"
+        if ch == "(" and not escaped:
+            depth += 1
+        elif ch == ")" and not escaped:
+            depth -= 1
+        elif ch == "[" and depth == 0 and not escaped:
+            return pattern[:i]
+    return pattern
+
+
+# Triggers for formats whose pattern starts with a character class, not a literal.
+_TRIGGERS = {
+    "MAILCHIMP_API_KEY": r"-us[0-9]",
+    "DIGITALOCEAN_TOKEN": r"_v1_",
+    "DISCORD_BOT_TOKEN": r"\.[A-Za-z0-9_-]{6}\.",
+    "TELEGRAM_BOT_TOKEN": r"[0-9]:AA",
+    "AZURE_AD_CLIENT_SECRET": r"[0-9]Q~",
+    "GRAFANA_TOKEN": r"gl(?:sa|c)_",
+}
+
+
 def _provider(entity: str, pattern: str, **kw) -> PatternSpec:  # noqa: ANN003
     kw.setdefault("validate", _real)
     kw.setdefault("left", _TOKEN_LEFT)
+    kw.setdefault("right", _TOKEN_END)
     kw.setdefault("priority", PROVIDER)
-    return PatternSpec(entity, pattern + _TOKEN_END, category="secret", **kw)
+    kw.setdefault("trigger", _TRIGGERS.get(entity) or literal_prefix(pattern))
+    return PatternSpec(entity, pattern, category="secret", **kw)
 
 
 # (entity, pattern) for formats that are a literal prefix plus a fixed alphabet.
@@ -86,11 +117,10 @@ _PREFIXED: tuple[tuple[str, str], ...] = (
     ("STRIPE_KEY", r"(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,247}"),
     ("STRIPE_KEY", r"whsec_[A-Za-z0-9]{24,64}"),
     ("OPENAI_API_KEY", r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,250}"),
-    ("OPENAI_API_KEY", r"sk-[A-Za-z0-9_-]{0,100}T3BlbkFJ[A-Za-z0-9_-]{0,100}"),
     ("ANTHROPIC_API_KEY", r"sk-ant-(?:api|admin|oat|sid)[0-9]{2}-[A-Za-z0-9_-]{20,200}"),
     ("GOOGLE_API_KEY", r"AIza[0-9A-Za-z_-]{35}"),
     ("GCP_OAUTH_CLIENT_SECRET", r"GOCSPX-[A-Za-z0-9_-]{28}"),
-    ("GOOGLE_OAUTH_TOKEN", r"ya29\.[0-9A-Za-z_-]{20,2048}"),
+    ("GOOGLE_OAUTH_TOKEN", r"ya29\.[0-9A-Za-z_-]{20,1000}"),
     ("SENDGRID_API_KEY", r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"),
     ("NPM_TOKEN", r"npm_[A-Za-z0-9]{36}"),
     ("TWILIO_API_KEY", r"SK[0-9a-fA-F]{32}"),
@@ -133,28 +163,29 @@ _GENERIC_KEYWORDS = (
 
 SECRET_SPECS: tuple[PatternSpec, ...] = (
     *(_provider(entity, pattern) for entity, pattern in _PREFIXED),
+    _provider("OPENAI_API_KEY", r"sk-[A-Za-z0-9_-]{0,100}T3BlbkFJ[A-Za-z0-9_-]{0,100}", trigger="T3BlbkFJ"),
     _provider("OPENAI_API_KEY", r"sk-[A-Za-z0-9]{32,64}", validate=_random_token, priority=2),
     _provider("ANTHROPIC_API_KEY", r"sk-ant-[A-Za-z0-9_-]{32,200}", validate=_random_token),
     _provider("JWT", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", validate=jwt_valid),
     PatternSpec(
         "AWS_SECRET_ACCESS_KEY",
         r"(?i:aws_?secret_?(?:access_?)?key|secret_?access_?key|aws_?secret)" + _ASSIGN
-        + r"(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
-        validate=_real, priority=PROVIDER, category="secret",
+        + r"(?P<value>[A-Za-z0-9/+]{40})", right=r"[A-Za-z0-9/+=]",
+        trigger=r"(?i:secret_?access|aws_?secret)", validate=_real, priority=PROVIDER, category="secret",
     ),
     PatternSpec(
         "AZURE_STORAGE_KEY", r"(?i:AccountKey)=(?P<value>[A-Za-z0-9+/]{86}==)",
-        validate=_real, priority=PROVIDER, category="secret",
+        trigger=r"(?i:AccountKey)=", validate=_real, priority=PROVIDER, category="secret",
     ),
     PatternSpec(
         "GCP_SERVICE_ACCOUNT_KEY", r"\"private_key_id\"\s*:\s*\"(?P<value>[a-f0-9]{40})\"",
-        priority=PROVIDER, category="secret",
+        trigger=r"private_key_id", priority=PROVIDER, category="secret",
     ),
     PatternSpec(
         "HEROKU_API_KEY",
         r"(?i:heroku)[^\n]{0,40}?(?P<value>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
-        r"-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?![0-9a-fA-F-])",
-        priority=PROVIDER, category="secret",
+        r"-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})", right=r"[0-9a-fA-F-]",
+        trigger=r"(?i:heroku)", priority=PROVIDER, category="secret",
     ),
     # PEM blocks: the whole block (header to footer); a truncated block up to its last body line.
     PatternSpec(
@@ -174,22 +205,22 @@ SECRET_SPECS: tuple[PatternSpec, ...] = (
         "PASSWORD",
         r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:@/?#'\"]{0,128}:(?P<value>[^\s/'\"]{1,256})"
         r"@(?=[A-Za-z0-9\[][A-Za-z0-9.\-\[\]:]*(?:[/\s'\"?#,;)]|$))",
-        trigger=r"://[^\s:@/]{0,128}:[^\s/]{1,256}@", validate=_url_password,
+        trigger=r"://[^\s:@/]*:[^\s/]*@", validate=_url_password,
         priority=PASSWORD_PRIORITY, category="secret",
     ),
     # ... on command lines (mysql -p'secret', --password=, PGPASSWORD=) ...
     PatternSpec(
         "PASSWORD",
-        r"(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n]{0,200}?\s-p(?P<q>['\"]?)(?P<value>[^\s'\"]{1,128})(?P=q)",
-        trigger=r"(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n]*\s-p[^\s]",
+        r"(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n]{0,200}?\s-p['\"]?(?P<value>[^\s'\"]{1,128})",
+        trigger=r"(?:mysql|mysqldump|mariadb|mysqladmin)\b",
         refine=_password_value, priority=PASSWORD_PRIORITY, category="secret",
     ),
     # ... in key=value / JSON / YAML (password: x, "db_password": "x") ...
     PatternSpec(
         "PASSWORD",
         r"(?i:pass(?:word|wd|phrase|code)?|pwd|pw)\b[\"']?\s*(?:=|:|=>|:=)\s*"
-        r"(?P<q>[\"'`]?)(?P<value>[^\s\"'`,;&]{4,128})(?P=q)",
-        trigger=r"(?i:pass|pwd|pw)[a-zA-Z]*[\"']?\s*(?:=|:)", refine=_password_value,
+        r"[\"'`]?(?P<value>[^\s\"'`,;&]{4,128})",
+        trigger=r"(?i:pass|pw)", refine=_password_value,
         priority=PASSWORD_PRIORITY, category="secret",
     ),
     # ... and in prose ("the wifi password for the office is tiger998#falcon").
@@ -197,17 +228,17 @@ SECRET_SPECS: tuple[PatternSpec, ...] = (
         "PASSWORD",
         r"(?i:password|passcode|passphrase|pwd)(?:\s+(?i:for|of|to|on)\s+(?:(?i:the|my|our|your)\s+)?"
         r"[\w-]+(?:\s+[\w-]+)?)?\s+(?i:is|was|=)\s*:?\s*[\"'`]?(?P<value>[^\s\"'`]{4,128})",
-        refine=_password_value, priority=PASSWORD_PRIORITY, category="secret",
+        trigger=r"(?i:pass|pw)", refine=_password_value, priority=PASSWORD_PRIORITY, category="secret",
     ),
     PatternSpec(
         "PASSWORD", r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:basic)\s+(?P<value>[A-Za-z0-9+/]{8,}={0,2})",
-        validate=basic_auth_valid, priority=PASSWORD_PRIORITY, category="secret",
+        trigger=r"(?i:basic)", validate=basic_auth_valid, priority=PASSWORD_PRIORITY, category="secret",
     ),
     # Random-looking tokens right after a credential keyword (client_secret, API_TOKEN, Bearer).
     PatternSpec(
         "GENERIC_SECRET",
         rf"(?i:{_GENERIC_KEYWORDS})[A-Za-z0-9_.-]{{0,40}}(?:[\"']?\s*(?:=|:|=>|:=)|\s)\s*[\"']?"
-        r"(?P<value>[A-Za-z0-9_\-+/=.~]{16,512})(?![A-Za-z0-9_\-+/=.~])",
-        refine=_generic_value, priority=GENERIC, category="secret",
+        r"(?P<value>[A-Za-z0-9_\-+/=.~]{16,512})", right=r"[A-Za-z0-9_\-+/=.~]",
+        trigger=rf"(?i:{_GENERIC_KEYWORDS})", refine=_generic_value, engine="python", priority=GENERIC, category="secret",
     ),
 )

@@ -21,7 +21,7 @@ import bisect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import re2
 
@@ -84,9 +84,15 @@ class PatternSpec:
     context, deny_context
         Case-insensitive regexes looked for in the ``window`` characters before the
         match: ``context`` must be there; ``deny_context`` rejects the match.
-    left
-        Character class that must not precede the match (token boundary), checked in
-        code so that Python keeps its literal-prefix fast search.
+    left, right
+        Regexes that must NOT match at the character before / at the end of the match
+        (token boundaries). They are checked in code, not as lookarounds, so that the
+        pattern stays RE2-compatible and runs on RE2's DFA.
+    engine
+        ``"auto"``: Python's ``re`` when the pattern starts with a literal of two or more
+        characters (its prefix scan is fastest there), otherwise RE2 (linear time, no
+        per-position backtracking for patterns starting with a character class).
+        ``"python"`` forces Python (measured faster for a few capture-heavy patterns).
     """
 
     entity: str
@@ -98,6 +104,8 @@ class PatternSpec:
     deny_context: str | None = None
     window: int = 48
     left: str | None = None
+    right: str | None = None
+    engine: Literal["auto", "python"] = "auto"
     priority: int = 1
     category: Category = "pii"
 
@@ -105,11 +113,13 @@ class PatternSpec:
 @dataclass
 class _Compiled:
     spec: PatternSpec
-    regex: re.Pattern[str]
+    regex: re.Pattern[str]  # Python engine: fallback, and for patterns RE2 cannot run
+    fast: Any  # re2 regexp, or None when the pattern needs lookarounds/backreferences
     context: re.Pattern[str] | None
     deny: re.Pattern[str] | None
     left: re.Pattern[str] | None
-    group: int | str = field(default=0)
+    right: re.Pattern[str] | None
+    group: int = field(default=0)
 
 
 def re2_superset(pattern: str) -> str:
@@ -155,13 +165,25 @@ def _strip_lookarounds(pattern: str) -> str:
     return "".join(out)
 
 
+_LITERAL_START = re.compile(r"[A-Za-z0-9_\-:/@\"'=]{2}")
+
+
 def _compile(spec: PatternSpec) -> _Compiled:
     regex = re.compile(spec.pattern, re.ASCII)
+    fast = None
+    if spec.engine == "auto" and not _LITERAL_START.match(spec.pattern):
+        quiet = re2.Options()
+        quiet.log_errors = False  # a pattern RE2 cannot run simply stays on Python's engine
+        try:
+            fast = re2.compile(spec.pattern, quiet)
+        except re2.error:
+            fast = None
     ctx = re.compile(spec.context, re.IGNORECASE) if spec.context else None
     deny = re.compile(spec.deny_context, re.IGNORECASE) if spec.deny_context else None
     left = re.compile(spec.left, re.ASCII) if spec.left else None
-    group: int | str = "value" if "value" in regex.groupindex else 0
-    return _Compiled(spec, regex, ctx, deny, left, group)
+    right = re.compile(spec.right, re.ASCII) if spec.right else None
+    group = regex.groupindex.get("value", 0)
+    return _Compiled(spec, regex, fast, ctx, deny, left, right, group)
 
 
 class PatternRecognizer:
@@ -201,26 +223,37 @@ class PatternRecognizer:
 
     def find(self, text: str) -> list[Span]:
         """All validated spans in ``text``, overlaps not yet resolved."""
-        hits = self.triggered(text)
+        encoded = text.encode("utf-8", "surrogatepass")
+        hits = self._set.Match(encoded)
         if not hits:
             return []
+        # RE2 runs on bytes; offsets equal code-point offsets only for ASCII text. Other
+        # valid UTF-8 goes through the wrapper's str path, lone surrogates through Python.
+        if len(encoded) == len(text):
+            subject: str | bytes | None = encoded
+        else:
+            subject = text if _valid_utf8(text) else None
         spans: list[Span] = []
-        for index in hits:
-            spans.extend(self._run(self._compiled[index], text))
+        for index in sorted(hits):
+            spans.extend(self._run(self._compiled[index], text, subject))
         if spans and "base64," in text:
             spans = _outside_data_uris(text, spans)
         return spans
 
-    def _run(self, c: _Compiled, text: str) -> Iterable[Span]:
+    def _run(self, c: _Compiled, text: str, subject: str | bytes | None) -> Iterable[Span]:
         spec = c.spec
-        for m in c.regex.finditer(text):
-            if c.left is not None and m.start() > 0 and c.left.match(text, m.start() - 1):
+        matches = c.fast.finditer(subject) if c.fast is not None and subject is not None else c.regex.finditer(text)
+        for m in matches:
+            m_start, m_end = m.span()
+            if c.left is not None and m_start > 0 and c.left.match(text, m_start - 1):
+                continue
+            if c.right is not None and c.right.match(text, m_end):
                 continue
             start, end = m.span(c.group)
             if start < 0 or start == end:
                 continue
             if c.context is not None or c.deny is not None:
-                before = text[max(0, m.start() - spec.window) : start]
+                before = text[max(0, m_start - spec.window) : start]
                 if c.context is not None and not c.context.search(before):
                     continue
                 if c.deny is not None and c.deny.search(before):
@@ -234,6 +267,14 @@ class PatternRecognizer:
             elif spec.validate is not None and not spec.validate(value):
                 continue
             yield Span(spec.entity, start, end, 1.0, spec.priority, self.name)
+
+
+def _valid_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _outside_data_uris(text: str, spans: list[Span]) -> list[Span]:
