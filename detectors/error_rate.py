@@ -47,11 +47,11 @@ class ErrorRateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_s: float | None = Field(default=60.0, gt=0)
+    window_s: float | None = Field(default=30.0, gt=0)
     bucket_s: float = Field(default=5.0, gt=0)
-    last_n: int | None = Field(default=200, ge=1, le=MAX_LAST_N)
+    last_n: int | None = Field(default=100, ge=1, le=MAX_LAST_N)
     count_window_max_age_s: float = Field(default=900.0, gt=0)
-    min_requests: int = Field(default=20, ge=1)
+    min_requests: int = Field(default=50, ge=1)
     open_threshold: float = Field(default=0.25, gt=0, le=1)
     close_threshold: float = Field(default=0.10, ge=0, lt=1)
     renotify_s: float | None = Field(default=60.0, gt=0)

@@ -142,7 +142,7 @@ def test_policy_supplies_versioned_config_with_scope_overrides() -> None:
     assert (pay.open_threshold, pay.version) == (0.1, "t1")
     assert (other.open_threshold, other.version) == (0.25, "t1")
     det = ErrorRateDetector(pay, SUBJECT)
-    f = feed(det, [True] * 30, 0.0, 1.0)[0]
+    f = feed(det, [True] * 60, 0.0, 0.25)[0]
     assert f.evidence["config_version"] == "t1"
     assert load_policy().error_rate_for(SUBJECT).version == load_policy().version
 
