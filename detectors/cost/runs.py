@@ -205,6 +205,9 @@ class AgentRunAggregator:
     def update(self, sample: CostSample, costing: Costing) -> list[RunSummary]:
         """Add one call; return the runs that closed because of it (possibly none)."""
         closed: list[RunSummary] = []
+        if sample.at > self.watermark:  # idle runs close first, in event-time order
+            self.watermark = sample.at
+            closed.extend(self._close_idle(self.watermark))
         run = self._open.get(sample.trace_id)
         if run is None:
             if sample.trace_id in self._closed:
@@ -219,9 +222,6 @@ class AgentRunAggregator:
         if self.close_on_final_answer and run.is_final_answer(sample):
             del self._open[sample.trace_id]
             closed.append(self._close(sample.trace_id, run, "final_answer"))
-        if sample.at > self.watermark:
-            self.watermark = sample.at
-        closed.extend(self._close_idle(self.watermark))
         return closed
 
     def flush(self, now: float | None = None) -> list[RunSummary]:
