@@ -30,60 +30,60 @@ class _Strict(BaseModel):
 class MeanShiftSettings(_Strict):
     """Two-sided CUSUM on batch means of a continuous signal (log scale)."""
 
-    warmup: int = Field(300, ge=30, description="samples that form the baseline before testing")
-    batch: int = Field(25, ge=1, description="samples averaged per CUSUM step")
-    k: float = Field(0.5, gt=0, description="allowance, in standard errors of a batch mean")
-    h: float = Field(10.0, gt=0, description="decision threshold, in standard errors")
-    clip: float = Field(4.0, gt=0, description="winsorize single samples at +/- clip sd")
-    memory: int = Field(5000, ge=100, description="effective samples of the adaptive baseline")
-    memory_s: float | None = Field(None, gt=0, description="and at most this much event time, "
+    warmup: int = Field(default=300, ge=30, description="samples that form the baseline before testing")
+    batch: int = Field(default=25, ge=1, description="samples averaged per CUSUM step")
+    k: float = Field(default=0.5, gt=0, description="allowance, in standard errors of a batch mean")
+    h: float = Field(default=10.0, gt=0, description="decision threshold, in standard errors")
+    clip: float = Field(default=4.0, gt=0, description="winsorize single samples at +/- clip sd")
+    memory: int = Field(default=5000, ge=100, description="effective samples of the adaptive baseline")
+    memory_s: float | None = Field(default=None, gt=0, description="and at most this much event time, "
                                    "so a low-traffic route still follows a daily cycle")
-    min_scale: float = Field(0.02, gt=0, description="floor of the per-sample sd (log units)")
+    min_scale: float = Field(default=0.02, gt=0, description="floor of the per-sample sd (log units)")
 
 
 class RateShiftSettings(_Strict):
     """Two-sided Bernoulli CUSUM on a rate (errors, refusals)."""
 
-    warmup: int = Field(300, ge=30)
-    ratio: float = Field(2.0, gt=1, description="alternative rate = baseline * ratio (or / ratio)")
-    min_shift: float = Field(0.03, gt=0, lt=1, description="alternative is at least this far away")
-    h: float = Field(12.0, gt=0, description="threshold on the log-likelihood ratio (nats)")
-    memory: int = Field(5000, ge=100)
+    warmup: int = Field(default=300, ge=30)
+    ratio: float = Field(default=2.0, gt=1, description="alternative rate = baseline * ratio (or / ratio)")
+    min_shift: float = Field(default=0.03, gt=0, lt=1, description="alternative is at least this far away")
+    h: float = Field(default=12.0, gt=0, description="threshold on the log-likelihood ratio (nats)")
+    memory: int = Field(default=5000, ge=100)
 
 
 class MixShiftSettings(_Strict):
     """Windowed G-test of a categorical mix (finish reasons, tool calls) against its baseline."""
 
-    warmup: int = Field(300, ge=30)
-    window: int = Field(200, ge=20)
-    alpha: float = Field(1e-6, gt=0, lt=1, description="p-value below which the mix moved")
-    min_tv: float = Field(0.15, gt=0, le=1, description="and total-variation distance at least")
-    memory: int = Field(5000, ge=100)
-    max_categories: int = Field(24, ge=2, le=256)
+    warmup: int = Field(default=300, ge=30)
+    window: int = Field(default=200, ge=20)
+    alpha: float = Field(default=1e-6, gt=0, lt=1, description="p-value below which the mix moved")
+    min_tv: float = Field(default=0.15, gt=0, le=1, description="and total-variation distance at least")
+    memory: int = Field(default=5000, ge=100)
+    max_categories: int = Field(default=24, ge=2, le=256)
 
 
 class CentroidShiftSettings(_Strict):
     """Cosine distance of window centroids of completion embeddings from the baseline."""
 
-    warmup: int = Field(128, ge=16, description="embeddings that form the baseline centroid")
-    window: int = Field(64, ge=8)
-    ratio: float = Field(3.0, gt=1, description="alarm when distance > ratio * its null mean")
-    consecutive: int = Field(2, ge=1, description="windows in a row above the ratio")
-    null_windows: int = Field(4, ge=1, description="windows that learn the null mean first")
-    memory: int = Field(2000, ge=64)
+    warmup: int = Field(default=128, ge=16, description="embeddings that form the baseline centroid")
+    window: int = Field(default=64, ge=8)
+    ratio: float = Field(default=3.0, gt=1, description="alarm when distance > ratio * its null mean")
+    consecutive: int = Field(default=2, ge=1, description="windows in a row above the ratio")
+    null_windows: int = Field(default=4, ge=1, description="windows that learn the null mean first")
+    memory: int = Field(default=2000, ge=64)
 
 
 class SeverityRules(_Strict):
     """How severe an unowned behaviour change is, by which and how many signals moved."""
 
     default: SeverityName = "warning"
-    critical_if_signals_at_least: int = Field(3, ge=1)
+    critical_if_signals_at_least: int = Field(default=3, ge=1)
     critical_signals: tuple[str, ...] = ("error_rate", "refusal_rate")
     info_only_signals: tuple[str, ...] = ("latency", "ttft")
     identity_change_at_least: SeverityName = Field(
-        "warning", description="floor when a serving or component version changed unregistered")
+        default="warning", description="floor when a serving or component version changed unregistered")
     count_also_moving: bool = Field(
-        True, description="signals with partial evidence at emission count for severity")
+        default=True, description="signals with partial evidence at emission count for severity")
     owned: SeverityName = "info"
 
 
@@ -108,43 +108,47 @@ class ChangeSettings(_Strict):
     mix_shift: MixShiftSettings = MixShiftSettings()
     centroid_shift: CentroidShiftSettings = CentroidShiftSettings()
     settle_s: float = Field(
-        120.0, ge=0, description="after the first signal fires, wait this long (event time) "
+        default=120.0, ge=0, description="after the first signal fires, wait this long (event time) "
         "for other signals and for late ledger events, then emit one finding",
     )
-    lookback_s: float = Field(3600.0, ge=0, description="ledger events this long before the "
+    lookback_s: float = Field(default=3600.0, ge=0, description="ledger events this long before the "
                               "change point may explain it")
     explaining_kinds: tuple[str, ...] = (
         "model", "deployment", "prompt", "guardrail_policy", "retrieval_index", "toolset",
         "routing_config",
     )
-    identity_min_tv: float = Field(0.3, gt=0, le=1, description="an identity field (fingerprint, "
+    identity_min_tv: float = Field(default=0.3, gt=0, le=1, description="an identity field (fingerprint, "
                                    "prompt version ...) changed when its recent mix is this far")
-    identity_fast_samples: int = Field(50, ge=5, description="memory of the recent identity mix")
+    identity_fast_samples: int = Field(default=50, ge=5, description="memory of the recent identity mix")
     severity: SeverityRules = SeverityRules()
+
+
+_WATCHED_FIELDS: dict[str, SeverityName] = {
+    "prompt": "warning",
+    "guardrail_policy": "warning",
+    "retrieval_index": "warning",
+    "toolset": "warning",
+    "model_version": "warning",
+    "deployment": "warning",
+    # Providers rotate fingerprints routinely; a new one alone is worth a note, not a page.
+    "system_fingerprint": "info",
+}
 
 
 class VersionSettings(_Strict):
     """``VersionWatcher``: versions seen in traffic that the ledger does not know."""
 
-    learn_s: float = Field(3600.0, ge=0, description="versions seen this long after the watcher "
+    learn_s: float = Field(default=3600.0, ge=0, description="versions seen this long after the watcher "
                            "starts are the baseline, not changes")
-    grace_s: float = Field(600.0, ge=0, description="a change event may arrive this long (event "
+    grace_s: float = Field(default=600.0, ge=0, description="a change event may arrive this long (event "
                            "time) after the version is first seen in traffic")
-    lookback_s: float = Field(3600.0, ge=0, description="a serving change (model, deployment, "
+    lookback_s: float = Field(default=3600.0, ge=0, description="a serving change (model, deployment, "
                               "routing) this long before a new provider identity explains it")
     fields: dict[str, SeverityName] = Field(
-        default_factory=lambda: {
-            "prompt": "warning",
-            "guardrail_policy": "warning",
-            "retrieval_index": "warning",
-            "toolset": "warning",
-            "model_version": "warning",
-            "deployment": "warning",
-            "system_fingerprint": "info",
-        },
+        default_factory=lambda: dict(_WATCHED_FIELDS),
         description="identity fields watched, with the severity of an unregistered version",
     )
-    max_versions: int = Field(4096, ge=16)
+    max_versions: int = Field(default=4096, ge=16)
 
 
 class ComponentSettings(_Strict):
@@ -155,15 +159,15 @@ class ComponentSettings(_Strict):
         "retrieval_index", "toolset",
     )
     severity: SeverityName = "warning"
-    max_components: int = Field(10_000, ge=16)
+    max_components: int = Field(default=10_000, ge=16)
 
 
 class LedgerSettings(_Strict):
     """``ChangeLedger``: how much of the change topic stays indexed."""
 
-    retention_s: float = Field(30 * 86400.0, gt=0)
-    max_entries: int = Field(20_000, ge=16)
-    max_versions: int = Field(100_000, ge=16, description="registered (kind, id, version) "
+    retention_s: float = Field(default=30 * 86400.0, gt=0)
+    max_entries: int = Field(default=20_000, ge=16)
+    max_versions: int = Field(default=100_000, ge=16, description="registered (kind, id, version) "
                               "remembered after their entries expire")
 
 
@@ -177,7 +181,7 @@ class OwnershipSettings(_Strict):
     change: ChangeSettings = ChangeSettings()
     ledger: LedgerSettings = LedgerSettings()
     breaker_min_severity: SeverityName = Field(
-        "critical", description="unowned changes at or above this feed the breaker")
+        default="critical", description="unowned changes at or above this feed the breaker")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> OwnershipSettings:

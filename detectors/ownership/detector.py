@@ -107,9 +107,9 @@ class UnownedChangeDetector:
             self.tenants = (self.tenants + [sample.tenant])[-MAX_TENANTS:]
         for name, test in self.signals.items():
             value = self._value(name, sample)
-            if value is not None and not test.drift_detected and test.update(value, sample.at):
-                if self.pending_since is None:
-                    self.pending_since = sample.at
+            fired = value is not None and not test.drift_detected and test.update(value, sample.at)
+            if fired and self.pending_since is None:
+                self.pending_since = sample.at
         return self.advance(sample.at, ledger, registry)
 
     def advance(self, now: float, ledger: ChangeLedger | None = None,
@@ -190,7 +190,7 @@ class UnownedChangeDetector:
             evidence["summary"] = (f"{', '.join(sorted(moved))} moved at {_iso(change_at)}; owned by "
                                    f"{entry.owner or '?'} ({entry.component_kind} {entry.component_id} "
                                    f"-> {entry.new_version}, {entry.link or entry.event_id})")
-            kind, severity = "change.owned", cfg.severity.owned
+            kind, severity = "change.owned", str(cfg.severity.owned)
         else:
             guess = suspect(changed, list(moved) + list(also), self.route, self.model)
             evidence.update(suspect=guess, owner=page.team if page else None)
@@ -207,7 +207,7 @@ class UnownedChangeDetector:
         rules = self.config.severity
         if len(moved) >= rules.critical_if_signals_at_least or set(moved) & set(rules.critical_signals):
             return "critical"
-        severity = "info" if set(moved) <= set(rules.info_only_signals) else rules.default
+        severity: str = "info" if set(moved) <= set(rules.info_only_signals) else rules.default
         if identity_changed and SEVERITY_RANK[severity] < SEVERITY_RANK[rules.identity_change_at_least]:
             severity = rules.identity_change_at_least
         return severity

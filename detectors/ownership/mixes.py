@@ -204,20 +204,25 @@ class CentroidShift:
         if self.centroid is not None and v.shape != self.centroid.shape:
             raise ValueError(f"embedding has {v.size} dimensions, the baseline {self.centroid.size}; "
                              "use one encoder per (route, model) or reset() after changing it")
-        if self.n < self.config.warmup:
+        if self.centroid is None or self.n < self.config.warmup:
             self.n += 1
             self.centroid = v.copy() if self.centroid is None else self.centroid + (v - self.centroid) / self.n
             return False
-        if self.win_n == 0:
+        if self.win_sum is None or self.win_n == 0:
             self.win_sum, self.win_start = np.zeros_like(v), at
-        self.win_sum += v
+        self.win_sum = self.win_sum + v
         self.win_n += 1
         if self.win_n >= self.config.window:
             self._test(at)
         return self.drift_detected
 
+    def _vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        # Only called with a full or partial window, i.e. after the warm-up.
+        assert self.win_sum is not None and self.centroid is not None
+        return self.win_sum / self.win_n, self.centroid
+
     def _distance(self) -> float:
-        c, mu = self.win_sum / self.win_n, self.centroid
+        c, mu = self._vectors()
         return 1.0 - float(c @ mu) / max(float(np.linalg.norm(c) * np.linalg.norm(mu)), 1e-12)
 
     def partial(self) -> dict[str, Any] | None:
@@ -228,7 +233,7 @@ class CentroidShift:
             return None
         if self.streak >= 1:
             return {**self.summary(), "changed_at": self.streak_start}
-        d = self._distance() if self.win_n >= cfg.window / 2 else 0.0
+        d = self._distance() if self.win_n >= max(cfg.window / 2, 1) else 0.0
         if d > 2 * cfg.ratio * self.null_mean:
             return {**self.summary(), "statistic": round(d, 5), "changed_at": self.win_start,
                     "window": self.win_n}
@@ -236,7 +241,7 @@ class CentroidShift:
 
     def _test(self, at: float) -> None:
         cfg = self.config
-        c, mu = self.win_sum / self.win_n, self.centroid
+        c, mu = self._vectors()
         d = self._distance()
         self.distance = d
         if self.null_n >= cfg.null_windows and d > cfg.ratio * self.null_mean:

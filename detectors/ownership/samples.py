@@ -182,4 +182,4 @@ def looks_like_refusal(text: str) -> bool:
     """
     head = text.lstrip()[:200]
     match = _REFUSAL.match(head)
-    return bool(match) and bool(_HELP_VERB.search(head, match.start()))
+    return match is not None and _HELP_VERB.search(head, match.start()) is not None

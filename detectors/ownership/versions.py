@@ -138,7 +138,8 @@ class VersionWatcher:
             owner = registry.owner_of(kind, cid) if cid != "*" else None
             page = registry.owner_to_page(info["route"], info["application"], info["model"])
             evidence["component_owner"] = owner.to_dict() if owner else None
-            evidence["page"] = (owner or page).to_dict() if (owner or page) else None
+            to_page = owner or page
+            evidence["page"] = to_page.to_dict() if to_page else None
             evidence["registry_version"] = registry.version
         return Finding(
             "change.unregistered_version",
