@@ -92,6 +92,11 @@ def _short_phone_ok(value: str) -> bool:
     return 7 <= len(digits_of(value)) <= 15
 
 
+def _not_git_remote(value: str) -> bool:
+    """``git@github.com`` in an SSH remote is a service account, not a person."""
+    return not value.startswith("git@")
+
+
 def _phone_digits_ok(value: str) -> bool:
     return 8 <= len(digits_of(value)) <= 15
 
@@ -119,7 +124,7 @@ PII_SPECS: tuple[PatternSpec, ...] = (
         r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}",
         right=r"[A-Za-z0-9-]",
-        trigger=r"[A-Za-z0-9._%+-]@[A-Za-z0-9]", engine="python",
+        trigger=r"[A-Za-z0-9._%+-]@[A-Za-z0-9]", engine="python", validate=_not_git_remote,
         left=r"[A-Za-z0-9._%+-]",
     ),
     # North American numbers with separators: (555) 123-4567, 555.123.4567 x12, +1-555-...

@@ -26,7 +26,9 @@ from .validators import (
     token_is_random,
 )
 
-PROVIDER, PASSWORD_PRIORITY, KEY_BLOCK, GENERIC = 3, 3, 4, 1
+# Overlaps: a PEM block beats a provider format beats a password keyword beats PII (2)
+# beats a generic high-entropy token.
+KEY_BLOCK, PROVIDER, PASSWORD_PRIORITY, GENERIC = 5, 4, 3, 1
 _TOKEN_LEFT = r"[A-Za-z0-9_-]"
 _TOKEN_END = r"[A-Za-z0-9_-]"
 _COMMON_PASSWORDS = frozenset(
@@ -94,9 +96,13 @@ _TRIGGERS = {
 }
 
 
+# Left boundaries that differ from a token boundary (Telegram tokens follow ".../bot").
+_LEFTS = {"TELEGRAM_BOT_TOKEN": r"[0-9:]"}
+
+
 def _provider(entity: str, pattern: str, **kw) -> PatternSpec:  # noqa: ANN003
     kw.setdefault("validate", _real)
-    kw.setdefault("left", _TOKEN_LEFT)
+    kw.setdefault("left", _LEFTS.get(entity, _TOKEN_LEFT))
     kw.setdefault("right", _TOKEN_END)
     kw.setdefault("priority", PROVIDER)
     kw.setdefault("trigger", _TRIGGERS.get(entity) or literal_prefix(pattern))

@@ -6,7 +6,7 @@ auditor can tell which rules produced a given record. The pseudonym key is never
 file: the policy only *names* an environment variable or a file that holds it.
 
 >>> p = RedactionPolicy(version="t1", entities={"EMAIL_ADDRESS": "pseudonym"})
->>> p.action_for("EMAIL_ADDRESS", "pii"), p.action_for("AWS_ACCESS_KEY_ID", "secret")
+>>> p.action_for("EMAIL_ADDRESS", "pii").value, p.action_for("AWS_ACCESS_KEY_ID", "secret").value
 ('pseudonym', 'mask')
 >>> p.needs_key, len(p.content_hash)
 (True, 16)
@@ -80,7 +80,7 @@ class TraceScope(BaseModel):
             "metadata.*",
         ]
     )
-    pseudonymise: list[str] = Field(default_factory=lambda: ["principal"])
+    pseudonymise: list[str] = Field(default_factory=list)
 
 
 class RedactionPolicy(BaseModel):

@@ -7,13 +7,13 @@ selected node everything is scanned: nested mappings and lists, strings that hol
 (a card number sent as a JSON number is still a card number). Containers are copied,
 never modified in place.
 
->>> hits = []
+>>> seen = []
 >>> def upper(text, field):
-...     hits.append(field)
-...     return type("R", (), {"text": text.upper(), "findings": (field,)})()
->>> redact_mapping({"a": [{"b": "x", "c": "y"}], "d": "z"}, ["a[*].b"], upper, hits)
+...     seen.append(field)
+...     return type("R", (), {"text": text.upper(), "findings": ()})()
+>>> redact_mapping({"a": [{"b": "x", "c": "y"}], "d": "z"}, ["a[*].b"], upper, [])
 {'a': [{'b': 'X', 'c': 'y'}], 'd': 'z'}
->>> hits
+>>> seen
 ['a[0].b']
 """
 

@@ -137,7 +137,7 @@ def shannon_entropy(value: str) -> float:
     if not value:
         return 0.0
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+    return abs(-sum(c / n * math.log2(c / n) for c in Counter(value).values()))
 
 
 def looks_like_placeholder(value: str) -> bool:
