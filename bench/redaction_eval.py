@@ -92,6 +92,21 @@ def score(
     return out
 
 
+def recall_by_gold_type(
+    rows: Sequence[dict[str, Any]], predictions: Sequence[Iterable[Pred]], targets: Sequence[str]
+) -> dict[str, float]:
+    """Per gold entity type: share of its spans overlapped by ANY prediction (type-agnostic)."""
+    found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row, preds in zip(rows, predictions, strict=True):
+        preds = list(preds)
+        for s in row["spans"]:
+            if s["entity"] in targets:
+                hit = any(_overlaps(p0, p1, s["start"], s["end"]) for _, p0, p1 in preds)
+                found[s["entity"]][0] += hit
+                found[s["entity"]][1] += 1
+    return {e: a / b for e, (a, b) in sorted(found.items())}
+
+
 def _rates(c: dict[str, int]) -> dict[str, float]:
     # tp counts found gold spans; precision uses them against unmatched predictions.
     tp, fp, fn = c["tp"], c["fp"], c["fn"]

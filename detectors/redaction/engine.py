@@ -227,29 +227,29 @@ class PatternRecognizer:
         hits = self._set.Match(encoded)
         if not hits:
             return []
-        # RE2 runs on bytes; offsets equal code-point offsets only for ASCII text. Other
-        # valid UTF-8 goes through the wrapper's str path, lone surrogates through Python.
-        if len(encoded) == len(text):
-            subject: str | bytes | None = encoded
-        else:
-            subject = text if _valid_utf8(text) else None
+        # RE2 runs on the UTF-8 bytes; byte offsets are mapped back to code points (the
+        # identity for ASCII text).
+        to_char = _ByteToChar(text, len(encoded))
         spans: list[Span] = []
         for index in sorted(hits):
-            spans.extend(self._run(self._compiled[index], text, subject))
+            spans.extend(self._run(self._compiled[index], text, encoded, to_char))
         if spans and "base64," in text:
             spans = _outside_data_uris(text, spans)
         return spans
 
-    def _run(self, c: _Compiled, text: str, subject: str | bytes | None) -> Iterable[Span]:
+    def _run(self, c: _Compiled, text: str, encoded: bytes, to_char: _ByteToChar) -> Iterable[Span]:
         spec = c.spec
-        matches = c.fast.finditer(subject) if c.fast is not None and subject is not None else c.regex.finditer(text)
-        for m in matches:
-            m_start, m_end = m.span()
+        if c.fast is not None:
+            matches: Iterable[tuple[int, int, int, int]] = (
+                (*to_char(m.span()), *to_char(m.span(c.group))) for m in c.fast.finditer(encoded)
+            )
+        else:
+            matches = ((*m.span(), *m.span(c.group)) for m in c.regex.finditer(text))
+        for m_start, m_end, start, end in matches:
             if c.left is not None and m_start > 0 and c.left.match(text, m_start - 1):
                 continue
             if c.right is not None and c.right.match(text, m_end):
                 continue
-            start, end = m.span(c.group)
             if start < 0 or start == end:
                 continue
             if c.context is not None or c.deny is not None:
@@ -269,12 +269,34 @@ class PatternRecognizer:
             yield Span(spec.entity, start, end, 1.0, spec.priority, self.name)
 
 
-def _valid_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+class _ByteToChar:
+    """Maps UTF-8 byte offsets of ``text`` to code-point offsets (bisect over non-ASCII chars)."""
+
+    __slots__ = ("_bytes", "_extra", "identity")
+
+    def __init__(self, text: str, n_bytes: int) -> None:
+        self.identity = n_bytes == len(text)
+        self._bytes: list[int] = []
+        self._extra: list[int] = []
+        if not self.identity:
+            extra = 0
+            for m in _NON_ASCII.finditer(text):
+                # ``surrogatepass`` encodes a lone surrogate in 3 bytes too
+                extra += len(m.group().encode("utf-8", "surrogatepass")) - 1
+                self._bytes.append(m.start() + extra)  # byte offset just after this char
+                self._extra.append(extra)
+
+    def __call__(self, span: tuple[int, int]) -> tuple[int, int]:
+        if self.identity or span[0] < 0:
+            return span
+        return self._one(span[0]), self._one(span[1])
+
+    def _one(self, byte_offset: int) -> int:
+        i = bisect.bisect_right(self._bytes, byte_offset)
+        return byte_offset - (self._extra[i - 1] if i else 0)
 
 
 def _outside_data_uris(text: str, spans: list[Span]) -> list[Span]:
