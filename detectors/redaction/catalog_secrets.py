@@ -226,7 +226,7 @@ SECRET_SPECS: tuple[PatternSpec, ...] = (
         "PASSWORD",
         r"(?i:pass(?:word|wd|phrase|code)?|pwd|pw)\b[\"']?\s*(?:=|:|=>|:=)\s*"
         r"[\"'`]?(?P<value>[^\s\"'`,;&]{4,128})",
-        trigger=r"(?i:pass|pw)", refine=_password_value,
+        trigger=r"(?i:pass|pw)", refine=_password_value, engine="anchored",
         priority=PASSWORD_PRIORITY, category="secret",
     ),
     # ... and in prose ("the wifi password for the office is tiger998#falcon").
@@ -234,7 +234,8 @@ SECRET_SPECS: tuple[PatternSpec, ...] = (
         "PASSWORD",
         r"(?i:password|passcode|passphrase|pwd)(?:\s+(?i:for|of|to|on)\s+(?:(?i:the|my|our|your)\s+)?"
         r"[\w-]+(?:\s+[\w-]+)?)?\s+(?i:is|was|=)\s*:?\s*[\"'`]?(?P<value>[^\s\"'`]{4,128})",
-        trigger=r"(?i:pass|pw)", refine=_password_value, priority=PASSWORD_PRIORITY, category="secret",
+        trigger=r"(?i:pass|pw)", refine=_password_value, engine="anchored",
+        priority=PASSWORD_PRIORITY, category="secret",
     ),
     PatternSpec(
         "PASSWORD", r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:basic)\s+(?P<value>[A-Za-z0-9+/]{8,}={0,2})",
@@ -245,6 +246,6 @@ SECRET_SPECS: tuple[PatternSpec, ...] = (
         "GENERIC_SECRET",
         rf"(?i:{_GENERIC_KEYWORDS})[A-Za-z0-9_.-]{{0,40}}(?:[\"']?\s*(?:=|:|=>|:=)|\s)\s*[\"']?"
         r"(?P<value>[A-Za-z0-9_\-+/=.~]{16,512})", right=r"[A-Za-z0-9_\-+/=.~]",
-        trigger=rf"(?i:{_GENERIC_KEYWORDS})", refine=_generic_value, engine="python", priority=GENERIC, category="secret",
+        trigger=rf"(?i:{_GENERIC_KEYWORDS})", refine=_generic_value, engine="anchored", priority=GENERIC, category="secret",
     ),
 )

@@ -93,6 +93,9 @@ class PatternSpec:
         characters (its prefix scan is fastest there), otherwise RE2 (linear time, no
         per-position backtracking for patterns starting with a character class).
         ``"python"`` forces Python (measured faster for a few capture-heavy patterns).
+        ``"anchored"``: RE2 finds where ``trigger`` matches (the pattern must begin with
+        it) and Python's ``re.match`` runs only there; for keyword-led patterns that
+        Python would otherwise try at every position.
     """
 
     entity: str
@@ -105,7 +108,7 @@ class PatternSpec:
     window: int = 48
     left: str | None = None
     right: str | None = None
-    engine: Literal["auto", "python"] = "auto"
+    engine: Literal["auto", "python", "anchored"] = "auto"
     priority: int = 1
     category: Category = "pii"
 
@@ -171,7 +174,9 @@ _LITERAL_START = re.compile(r"[A-Za-z0-9_\-:/@\"'=]{2}")
 def _compile(spec: PatternSpec) -> _Compiled:
     regex = re.compile(spec.pattern, re.ASCII)
     fast = None
-    if spec.engine == "auto" and not _LITERAL_START.match(spec.pattern):
+    if spec.engine == "anchored":
+        fast = re2.compile(spec.trigger or spec.pattern)
+    elif spec.engine == "auto" and not _LITERAL_START.match(spec.pattern):
         quiet = re2.Options()
         quiet.log_errors = False  # a pattern RE2 cannot run simply stays on Python's engine
         try:
@@ -239,8 +244,10 @@ class PatternRecognizer:
 
     def _run(self, c: _Compiled, text: str, encoded: bytes, to_char: _ByteToChar) -> Iterable[Span]:
         spec = c.spec
-        if c.fast is not None:
-            matches: Iterable[tuple[int, int, int, int]] = (
+        if spec.engine == "anchored":
+            matches: Iterable[tuple[int, int, int, int]] = _anchored(c, text, encoded, to_char)
+        elif c.fast is not None:
+            matches = (
                 (*to_char(m.span()), *to_char(m.span(c.group))) for m in c.fast.finditer(encoded)
             )
         else:
@@ -267,6 +274,19 @@ class PatternRecognizer:
             elif spec.validate is not None and not spec.validate(value):
                 continue
             yield Span(spec.entity, start, end, 1.0, spec.priority, self.name)
+
+
+def _anchored(c: _Compiled, text: str, encoded: bytes, to_char: _ByteToChar) -> Iterable[tuple[int, int, int, int]]:
+    """Python ``re.match`` at each place RE2 found the pattern's leading trigger."""
+    resume = 0
+    for anchor in c.fast.finditer(encoded):
+        pos = to_char(anchor.span())[0]
+        if pos < resume:
+            continue
+        m = c.regex.match(text, pos)
+        if m is not None:
+            resume = m.end()
+            yield (*m.span(), *m.span(c.group))
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")

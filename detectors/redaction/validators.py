@@ -48,6 +48,7 @@ _PLACEHOLDER_WORDS = re.compile(
     re.IGNORECASE,
 )
 _VARIABLE = re.compile(r"\$\{.*|\$[A-Za-z_][A-Za-z0-9_]*|%[A-Za-z_][A-Za-z0-9_]*%", re.DOTALL)
+_RUN_OF_SIX = re.compile(r"(.)\1{5}", re.DOTALL)
 _HEX = re.compile(r"[0-9a-fA-F]+", re.ASCII)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -146,11 +147,7 @@ def looks_like_placeholder(value: str) -> bool:
         return True
     if value.startswith(("os.environ", "process.env", "env.", "ENV[")) or _VARIABLE.fullmatch(value):
         return True
-    longest_run, run = 1, 1
-    for a, b in zip(value, value[1:], strict=False):
-        run = run + 1 if a == b else 1
-        longest_run = max(longest_run, run)
-    return longest_run >= 6 or len(set(value)) <= 3
+    return bool(_RUN_OF_SIX.search(value)) or len(set(value)) <= 3
 
 
 def is_uuid(value: str) -> bool:
