@@ -40,7 +40,8 @@ class Run:
 
 def run(after: TrafficProfile | None, seed: int = 0, events: tuple[tuple[float, LedgerEntry], ...] = (),
         base: TrafficProfile = BASE, pre: int = PRE, post: int = POST) -> Run:
-    """Feed one stream to all three detectors; ``events`` reach the ledger ``delay`` s after the change."""
+    """Feed one stream to all three detectors. ``events`` are (delay, entry): the entry reaches
+    the ledger ``delay`` s after the change and its ``at`` is an offset from the change time."""
     settings = OwnershipSettings()
     ledger, out = ChangeLedger(settings.ledger), Run()
     detector = UnownedChangeDetector(base.route, base.model, settings.change, settings.version)
@@ -50,7 +51,7 @@ def run(after: TrafficProfile | None, seed: int = 0, events: tuple[tuple[float, 
     for i, s in enumerate(simulate(base, pre + post, seed=seed, change_index=pre, after=after or base)):
         if i == pre:
             out.change_t = s.at
-            arrivals = [(s.at + delay, replace(e, at=s.at)) for delay, e in events]
+            arrivals = [(s.at + delay, replace(e, at=s.at + e.at)) for delay, e in events]
         for item in [a for a in arrivals if s.at >= a[0]]:
             ledger.add(item[1])
             arrivals.remove(item)
@@ -193,3 +194,22 @@ def test_looks_like_refusal() -> None:
                "Your order shipped yesterday; I cannot see a delay on it."]
     assert all(looks_like_refusal(t) for t in refusals)
     assert not any(looks_like_refusal(t) for t in answers)
+
+
+def test_without_a_version_change_the_nearest_relevant_event_in_scope_owns_it() -> None:
+    older = LedgerEntry("toolset", "support-tools", "ts-6", at=-3000.0, owner="ml-platform",
+                        scope_routes=("support-*",), event_id="older")
+    nearest = LedgerEntry("guardrail_policy", "gp", "gp-4", at=-120.0, owner="trust-safety",
+                          event_id="nearest")
+    other_model = LedgerEntry("model", "claude-*", "2024-10", at=0.0, owner="ml-platform",
+                              event_id="other-model")
+    after = replace(BASE, refusal_rate=0.08)
+    r = run(after, seed=11, events=((0.0, older), (0.0, nearest)))
+    _, f = only_change_after(r)
+    assert f.kind == "change.owned" and f.evidence["match"] == "window"
+    assert f.evidence["matched_event"]["event_id"] == "nearest"
+    assert f.evidence["owner"] == "trust-safety"
+    r = run(after, seed=11, events=((0.0, other_model),))
+    _, f = only_change_after(r)
+    assert f.kind == "change.unowned_behaviour"
+    assert f.evidence["suspect"]["component_kind"] == "guardrail_policy"

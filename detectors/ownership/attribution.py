@@ -119,13 +119,15 @@ def _bare(field: str, value: str) -> str:
 
 
 def match_ledger(ledger: ChangeLedger | None, route: str, model: str, tenants: list[str],
-                 start: float, end: float, kinds: tuple[str, ...], changed: list[dict[str, Any]],
-                 identity: IdentityMix) -> tuple[LedgerEntry, str] | None:
-    """The ledger event that owns a change point, with how it matched (``version``/``window``).
+                 change_at: float, start: float, end: float, kinds: tuple[str, ...],
+                 changed: list[dict[str, Any]], identity: IdentityMix
+                 ) -> tuple[LedgerEntry, str] | None:
+    """The ledger event that owns a change point, with how it matched (``version``,
+    ``serving_window`` or ``window``).
 
     When identity fields changed in traffic, only an event that registered one of the new
     versions (or, for provider-side fields, a serving change of ours) owns it; otherwise any
-    relevant event in scope within [start, end] does, the closest to the change first.
+    relevant event in scope within [start, end] does, the closest to ``change_at`` first.
     """
     if ledger is None:
         return None
@@ -134,17 +136,17 @@ def match_ledger(ledger: ChangeLedger | None, route: str, model: str, tenants: l
     if not entries:
         return None
     if not changed:
-        return min(entries, key=lambda e: abs(e.at - start)), "window"
+        return min(entries, key=lambda e: abs(e.at - change_at)), "window"
     for ch in changed:
         version = _bare(ch["field"], ch["to"])
-        for e in sorted(entries, key=lambda e: -e.at):
-            if e.component_kind == ch["component_kind"] and version in (e.new_version,):
+        for e in sorted(entries, key=lambda e: abs(e.at - change_at)):
+            if e.component_kind == ch["component_kind"] and version == e.new_version:
                 return e, "version"
     provider = {c["field"] for c in changed} <= {"system_fingerprint", "model_version",
                                                   "response_model", "deployment"}
     serving = [e for e in entries if e.component_kind in _SERVING_KINDS]
     if provider and serving:
-        return max(serving, key=lambda e: e.at), "serving_window"
+        return min(serving, key=lambda e: abs(e.at - change_at)), "serving_window"
     return None
 
 

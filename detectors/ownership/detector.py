@@ -174,7 +174,7 @@ class UnownedChangeDetector:
         change_at = min(m["changed_at"] for m in moved.values())
         detected_at = min(m["detected_at"] for m in moved.values())
         changed = self.identity.changed(cfg.identity_min_tv)
-        match = match_ledger(ledger, self.route, self.model, self.tenants,
+        match = match_ledger(ledger, self.route, self.model, self.tenants, change_at,
                              change_at - cfg.lookback_s, detected_at + cfg.settle_s,
                              cfg.explaining_kinds, changed, self.identity)
         page = registry.owner_to_page(self.route, model=self.model) if registry else None
