@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -72,9 +73,11 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     if governs:
         @app.agent(raw, concurrency=1)
         async def govern(stream: faust.StreamT) -> None:
+            ack = manual_acks(stream)
             async for events in stream.take_events(GOVERN_BATCH, within=0.2):
                 started = time.perf_counter()
                 touched: set[str] = set()
+                found = []
                 for event in events:
                     msg = event.message
                     key = msg.key.decode("utf-8", "replace") if msg.key else None
@@ -88,33 +91,43 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                                     partition=msg.partition, offset=msg.offset)
                         await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
                         continue
-                    out = wiring.governor.govern(trace, scope_state)
+                    try:
+                        out = wiring.governor.govern(trace, scope_state)
+                    except Exception as exc:  # a detector bug must not stop the stream
+                        log.exception("govern_failed", partition=msg.partition, offset=msg.offset)
+                        rejection = RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}")
+                        letter = dead_letter(event.value, rejection,
+                                             SourcePosition(msg.topic, msg.partition, msg.offset, key))
+                        await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
+                        continue
                     touched.add(trace.partition_key)
                     out.redacted["_partition"], out.redacted["_offset"] = msg.partition, msg.offset
                     await redacted.send(key=trace.partition_key.encode(), value=out.redacted)
-                    for finding in out.findings:
-                        METRICS.findings.labels(finding.kind).inc()
-                        await findings.send(key=finding.subject.get("route", "").encode(),
-                                            value=wiring.finding_record(finding))
+                    found.extend(out.findings)
                 states, traffic = wiring.governor.checkpoint(touched)
                 for key, state in states.items():
                     scope_state[key] = state
-                for summary in traffic:
-                    await findings.send(key=summary.subject["route"].encode(),
-                                        value=wiring.finding_record(summary))
+                # Traffic first: the breaker judges a finding against the route's traffic.
+                for finding in traffic + found:
+                    METRICS.findings.labels(finding.kind).inc()
+                    await findings.send(key=finding.subject.get("route", "").encode(),
+                                        value=wiring.finding_record(finding))
+                await ack(events)
                 METRICS.traces.inc(len(events))
                 METRICS.stage_seconds.labels("govern").observe(time.perf_counter() - started)
 
         @app.agent(findings, concurrency=1)
         async def decide(stream: faust.StreamT) -> None:
-            async for batch in stream.take(DECIDE_BATCH, within=0.1):
-                for record in batch:
+            ack = manual_acks(stream)
+            async for events in stream.take_events(DECIDE_BATCH, within=0.1):
+                for record in (e.value for e in events):
                     for alert in wiring.alerts_for(record):
                         await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
                     for signal in wiring.decide(record, route_state):
                         await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
                 for alert in wiring.alert_only_alerts():
                     await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
+                await ack(events)
 
         @app.timer(interval=1.0)
         async def breaker_clock() -> None:
@@ -156,17 +169,41 @@ def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: Ward
                 wiring: Wiring) -> None:
     async def store(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for batch in stream.take(settings.sink_batch_size, within=settings.sink_batch_seconds):
+        ack = manual_acks(stream)
+        async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
             started = time.perf_counter()
-            stored = await loop.run_in_executor(None, wiring.write_batch, table, batch)
-            if not stored:
-                # Stopping mid-retry: leave the batch unacknowledged so Kafka replays it.
-                raise asyncio.CancelledError(f"sink {table} stopped before the batch was durable")
+            batch = [e.value for e in events]
+            if not await loop.run_in_executor(None, wiring.write_batch, table, batch):
+                # Stopping mid-retry: the batch stays unacknowledged and Kafka replays it.
+                return
+            await ack(events)
             METRICS.stage_seconds.labels(f"sink_{table}").observe(time.perf_counter() - started)
 
     store.__name__ = f"store_{table}"
     store.__qualname__ = store.__name__
     app.agent(source, name=f"store_{table}", concurrency=1)(store)
+
+
+def manual_acks(stream: faust.StreamT) -> Callable[[Sequence[Any]], Awaitable[None]]:
+    """Ack a batch only after it was handled.
+
+    Faust's ``take``/``take_events`` ack the buffered events in a ``finally`` block, so a
+    batch interrupted by shutdown, a crash or a failed write would be committed anyway
+    and lost. We take that ack away from ``take_events`` and ack explicitly, after the
+    outputs are sent (and flushed before commit by Faust) or the rows are durable.
+    """
+    real_ack = stream.ack
+
+    async def deferred(event: Any) -> bool:
+        return False
+
+    stream.ack = deferred  # type: ignore[method-assign]
+
+    async def ack(events: Sequence[Any]) -> None:
+        for event in events:
+            await real_ack(event)
+
+    return ack
 
 
 def dumps(value: Any) -> bytes:

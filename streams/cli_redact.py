@@ -15,7 +15,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from detectors.redaction import Redactor, RedactionPolicy, RedactionPolicyError
+from detectors.redaction import RedactionPolicy, RedactionPolicyError, Redactor
 
 DEFAULT_POLICY = Path("deploy/config/redaction-policy.yaml")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,14 +19,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from streams.breaker_client import BreakerClient
-from streams.config import REPO_ROOT, WardenSettings
+from streams.config import CONFIG_DIR, REPO_ROOT, WardenSettings
 from streams.loadgen import LoadPlan, run_load
 
-INCIDENTS = ["malformed@0:1", "pii@0.10:0.05", "secret@0.20:0.02", "error_burst@0.35:0.15",
+INCIDENTS = ["malformed@0:1", "pii@0.10:0.05", "secret@0.20:0.02", "error_burst@0.35:0.25",
              "cost@0.6:0.4", "drift@0.6:0.4"]
 
 ANALYST_QUERIES = {
@@ -83,7 +86,9 @@ def run_demo(settings: WardenSettings, console: Console, *, count: int, rate: fl
     env = {**os.environ, "KAFKA_BOOTSTRAP": demo.kafka_bootstrap, "CLICKHOUSE_DSN": demo.clickhouse_dsn,
            "WARDEN_TOPIC_PREFIX": demo.topic_prefix, "WARDEN_APP_ID": demo.app_id,
            "WARDEN_DATA_DIR": str(demo.data_dir), "WARDEN_WEB_PORT": str(demo.web_port),
-           "WARDEN_LOG_LEVEL": "WARNING"}
+           "WARDEN_LOG_LEVEL": "WARNING", "WARDEN_CONFIG_DIR": str(_demo_config(workdir))}
+    # The demo's pseudonym key is random per run unless one is configured.
+    env.setdefault("WARDEN_REDACTION_KEY", secrets.token_hex(32))
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "worker.log"
     console.print(f"[bold]starting a worker[/] (topics {demo.topic_prefix}.*, ClickHouse {demo.clickhouse_dsn}, "
@@ -156,5 +161,15 @@ def _summary(console: Console, port: int, sent: dict[str, Any], stored: dict[str
     console.print("Query it yourself while a worker runs: warden sql \"SELECT ...\"")
 
 
-def demo_root() -> Path:
-    return REPO_ROOT / "var" / "demo"
+def _demo_config(workdir: Path) -> Path:
+    """deploy/config with windows short enough for a run of a few seconds: a 10 s
+    error-rate window and a 5 s first cooldown (production defaults: 60 s and 30 s)."""
+    target = workdir / "config"
+    shutil.copytree(CONFIG_DIR, target, dirs_exist_ok=True)
+    path = target / "breaker-policy.yaml"
+    policy = yaml.safe_load(path.read_text())
+    policy["version"] = f"{policy['version']}+demo"
+    policy["error_rate"].update({"window_s": 10, "bucket_s": 1, "renotify_s": 10})
+    policy["defaults"].update({"cooldown_s": 5, "probe_requests": 10})
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return target

@@ -8,7 +8,7 @@ import string
 
 import pytest
 
-from detectors.redaction import Redactor, RedactionPolicy, builtin_entities
+from detectors.redaction import RedactionPolicy, Redactor, builtin_entities
 from tests.redaction_canaries import iban_complete, luhn_complete
 
 _RNG = random.Random(20240611)

@@ -40,6 +40,7 @@ class Pipeline:
             "WARDEN_ROLE": role,
             "WARDEN_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
+            "WARDEN_REDACTION_KEY": os.environ.get("WARDEN_REDACTION_KEY", "test-pseudonym-key-0123456789abcdef"),
             **(extra or {}),
         }
 
