@@ -8,6 +8,7 @@ options. No other module reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,7 +74,7 @@ class WardenSettings(BaseSettings):
     config_dir: Path = CONFIG_DIR
     # Which agents this worker runs: "all", or "govern" (validate/redact/score, scales
     # out), or "sink" (owns ClickHouse; one process with the embedded engine).
-    role: str = "all"
+    role: Literal["all", "govern", "sink"] = "all"
     log_level: str = "INFO"
     pseudonym_key: SecretStr | None = None
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
