@@ -12,7 +12,8 @@ on exactly the texts Warden gets; each tool times only its own analyse+replace c
 * Presidio (presidio-analyzer + presidio-anonymizer) uses its predefined pattern
   recognizers on a blank spaCy English pipeline (no model download), default score
   threshold; anonymizer replaces with ``<ENTITY>``.
-* detect-secrets 1.5.0 runs all default plugins line by line (``scan_line``).
+* detect-secrets 1.5.0 scans each text as a file (``SecretsCollection.scan_file``) with its
+  default plugins and filters.
 
 Throughput texts are 2 KB and 25 KB, in two corpora: ``dense`` (lines of the dev PII and
 secret sets back to back: an entity every ~100 characters, Warden's worst case) and
@@ -76,19 +77,45 @@ def _presidio_worker(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _detect_secrets_worker(job: dict[str, Any]) -> dict[str, Any]:
-    from detect_secrets.core.scan import scan_line
+    import tempfile
+
+    from detect_secrets import SecretsCollection
     from detect_secrets.settings import default_settings
 
+    # detect-secrets' normal mode scans files (``scan_line`` is its ad-hoc mode that reports
+    # every word's entropy); each text is written to its own file first, outside the timing.
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ds-"))
+    paths: dict[str, str] = {}
+
+    def path_for(text: str) -> str:
+        if text not in paths:
+            p = tmp / f"t{len(paths)}.txt"
+            p.write_text(text, encoding="utf-8")
+            paths[text] = str(p)
+        return paths[text]
+
+    for texts in (*job["accuracy"].values(), *job["throughput"].values()):
+        for text in texts:
+            path_for(text)
+
     def run(text: str) -> list[tuple[str, int, int]]:
+        collection = SecretsCollection()
+        collection.scan_file(path_for(text))
+        lines = text.split("\n")
+        starts = [0]
+        for line in lines:
+            starts.append(starts[-1] + len(line) + 1)
         out: list[tuple[str, int, int]] = []
-        offset = 0
-        for line in text.split("\n"):
-            for secret in scan_line(line):
-                value = secret.secret_value or ""
-                i = line.find(value) if value else -1
-                if i >= 0:
-                    out.append((secret.type, offset + i, offset + i + len(value)))
-            offset += len(line) + 1
+        for _, secret in collection:
+            line = lines[secret.line_number - 1] if 0 < secret.line_number <= len(lines) else ""
+            value = secret.secret_value or ""
+            i = line.find(value) if value else -1
+            if i >= 0:
+                base = starts[secret.line_number - 1]
+                out.append((secret.type, base + i, base + i + len(value)))
+            elif line:  # value not recoverable: count the whole line as the finding
+                base = starts[secret.line_number - 1]
+                out.append((secret.type, base, base + len(line)))
         return out
 
     with default_settings():
@@ -97,14 +124,22 @@ def _detect_secrets_worker(job: dict[str, Any]) -> dict[str, Any]:
 
 def _time_and_predict(job: dict[str, Any], run: Any) -> dict[str, Any]:
     predictions = {name: [run(t) for t in rows] for name, rows in job["accuracy"].items()}
+    return {"predictions": predictions, "seconds": best_of(job, run)}
+
+
+def best_of(job: dict[str, Any], run: Any) -> dict[str, float]:
+    """Seconds per corpus, the best of ``job["repeat"]`` rounds (the machine is shared)."""
     timings: dict[str, float] = {}
     for key, texts in job["throughput"].items():
         run(texts[0])  # warm-up
-        t0 = time.perf_counter()
-        for text in texts:
-            run(text)
-        timings[key] = time.perf_counter() - t0
-    return {"predictions": predictions, "seconds": timings}
+        rounds = []
+        for _ in range(job.get("repeat", 3)):
+            t0 = time.perf_counter()
+            for text in texts:
+                run(text)
+            rounds.append(time.perf_counter() - t0)
+        timings[key] = min(rounds)
+    return timings
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -166,14 +201,10 @@ def run_warden(job: dict[str, Any]) -> dict[str, Any]:
         out["predictions"][name] = [
             [p for p in row if entity_category(p[0]) == category] for row in out["predictions"][name]
         ]
-    trace_seconds = {}
-    for key, texts in job["throughput"].items():
-        traces = [{"input_messages": [{"role": "user", "content": t}], "principal": "u-1"} for t in texts]
-        t0 = time.perf_counter()
-        for trace in traces:
-            redactor.redact_trace(trace)
-        trace_seconds[key] = time.perf_counter() - t0
-    out["trace_seconds"] = trace_seconds
+    traces = {k: [{"input_messages": [{"role": "user", "content": t}], "principal": "u-1"} for t in v]
+              for k, v in job["throughput"].items()}
+    by_trace = {id(tr["input_messages"][0]["content"]): tr for v in traces.values() for tr in v}
+    out["trace_seconds"] = best_of(job, lambda text: redactor.redact_trace(by_trace[id(text)]))
     return out
 
 
@@ -181,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=sorted(PEERS))
     parser.add_argument("--quick", action="store_true", help="fewer throughput texts")
+    parser.add_argument("--repeat", type=int, default=3, help="timing rounds per corpus (best is kept)")
     args = parser.parse_args(argv)
     if args.worker:
         job = json.loads(sys.stdin.read())
@@ -194,9 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     pii_rows, secret_rows = ev.load_set("pii_dev.jsonl"), ev.load_set("secrets_dev.jsonl")
     corpora = build_corpora(args.quick)
     accuracy = {"pii": [r["text"] for r in pii_rows], "secrets": [r["text"] for r in secret_rows]}
-    warden = run_warden({"accuracy": accuracy, "throughput": corpora})
-    presidio = run_peer("presidio", {"accuracy": {"pii": accuracy["pii"]}, "throughput": corpora})
-    secrets_job = {"accuracy": {"secrets": accuracy["secrets"]},
+    warden = run_warden({"accuracy": accuracy, "throughput": corpora, "repeat": args.repeat})
+    presidio = run_peer("presidio", {"accuracy": {"pii": accuracy["pii"]}, "throughput": corpora,
+                                     "repeat": args.repeat})
+    secrets_job = {"accuracy": {"secrets": accuracy["secrets"]}, "repeat": args.repeat,
                    "throughput": {k: v for k, v in corpora.items() if k.startswith("dense")}}
     detect = run_peer("detect-secrets", secrets_job)
     report = summarise(ev, corpora, pii_rows, secret_rows, warden, presidio, detect)

@@ -132,7 +132,7 @@ def warden_predictions(rows: Sequence[dict[str, Any]], category: str) -> list[li
     but unlabelled), so each set is scored on its own category, for every tool.
     """
     sys.path.insert(0, str(ROOT))
-    from detectors.redaction import Redactor, RedactionPolicy, entity_category
+    from detectors.redaction import RedactionPolicy, Redactor, entity_category
 
     policy = RedactionPolicy.load(ROOT / "deploy" / "config" / "redaction-policy.yaml")
     redactor = Redactor(policy, key=b"eval-only-key-not-secret")

@@ -134,7 +134,7 @@ def re2_superset(pattern: str) -> str:
     >>> re2_superset(r"(?<![a-z])ab(?![0-9])c[0-9]{36}x{2,5}")
     'abc[0-9]{8,}x{2,}'
     """
-    return _COUNTED.sub(lambda m: "{%d,}" % min(int(m.group(1)), 8), _strip_lookarounds(pattern))
+    return _COUNTED.sub(lambda m: f"{{{min(int(m.group(1)), 8)},}}", _strip_lookarounds(pattern))
 
 
 _COUNTED = re.compile(r"(?<!\\)\{([0-9]+)(?:,[0-9]*)?\}")
