@@ -138,7 +138,7 @@ class RegressionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     ks: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    arl0: float = Field(default=1e8, gt=1)
+    arl0: float = Field(default=1e7, gt=1)
     clip: float = Field(default=2.0, gt=0)
     warmup: int = Field(default=500, ge=32)
     half_life: float = Field(default=5000.0, gt=1)

@@ -83,7 +83,7 @@ class RobustCusum:
     True
     """
 
-    def __init__(self, ks: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0), arl0: float = 1e8,
+    def __init__(self, ks: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0), arl0: float = 1e7,
                  clip: float = 2.0, warmup: int = 500, half_life: float = 5000.0,
                  init_n: int = 32, two_sided: bool = False) -> None:
         if not ks or min(ks) <= 0:

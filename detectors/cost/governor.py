@@ -7,9 +7,9 @@ composition, which is what tests, benchmarks and ``warden replay`` drive:
   regression detectors take one observation per closed run, because the calls of one
   run share their prompt and are not independent;
 * cost per request (the run's mean cost per call, every run): one
-  :class:`CostRegressionDetector` per ``request_key`` (default route, requested model
-  and run shape: sees prompt growth, output growth, price changes and snapshot or
-  deployment switches behind a model name);
+  :class:`CostRegressionDetector` per ``request_key`` (default route and requested
+  model: sees prompt growth, output growth, price changes and snapshot or deployment
+  switches behind a model name);
 * cost per successful action (successful runs, failed work carried in): one detector per
   ``action_key`` (default route and run shape: also sees agent loops, retries, failures,
   and switches of the requested model, which move traffic to a new per-model key);
@@ -41,6 +41,10 @@ def run_shape(run: RunSummary) -> str:
     stream, the spread between them hides a change that touches only agent runs.
     """
     return "single" if run.steps <= 1 else "agent"
+
+
+def by_route_and_model(run: RunSummary) -> tuple[tuple[str, str], ...]:
+    return (("route", run.route), ("model", run.request_model))
 
 
 def by_route_model_shape(run: RunSummary) -> tuple[tuple[str, str], ...]:
@@ -80,7 +84,7 @@ class CostGovernor:
     """
 
     def __init__(self, catalog: PriceCatalog, policy: CostPolicy, *,
-                 request_key: KeyFn = by_route_model_shape,
+                 request_key: KeyFn = by_route_and_model,
                  action_key: KeyFn = by_route_shape) -> None:
         self.catalog, self.policy = catalog, policy
         self.request_key, self.action_key = request_key, action_key
