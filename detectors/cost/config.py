@@ -54,18 +54,18 @@ def period_bounds(period: str, at: float) -> tuple[float, float]:
         return float(start), float(start + length)
     t = datetime.fromtimestamp(at, UTC)
     if period == "hour":
-        start = t.replace(minute=0, second=0, microsecond=0)
-        end = start + timedelta(hours=1)
+        first = t.replace(minute=0, second=0, microsecond=0)
+        span = timedelta(hours=1)
     elif period == "day":
-        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = start + timedelta(days=1)
+        first = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        span = timedelta(days=1)
     elif period == "week":
-        start = (t - timedelta(days=t.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
-        end = start + timedelta(days=7)
+        first = (t - timedelta(days=t.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+        span = timedelta(days=7)
     else:
-        start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        end = start + timedelta(days=calendar.monthrange(t.year, t.month)[1])
-    return start.timestamp(), end.timestamp()
+        first = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        span = timedelta(days=calendar.monthrange(t.year, t.month)[1])
+    return first.timestamp(), (first + span).timestamp()
 
 
 class BurnRule(BaseModel):
@@ -95,10 +95,10 @@ class BurnRule(BaseModel):
 # Google SRE workbook, "Alerting on SLOs", multiwindow multi-burn-rate alerts (table 5-8):
 # 2% of a 30-day budget in 1 h, 5% in 6 h page; 10% in 1 d or 3 d ticket.
 WORKBOOK_RULES = (
-    BurnRule(severity="page", long_window="1h", short_window="5m", burn_rate=14.4),
-    BurnRule(severity="page", long_window="6h", short_window="30m", burn_rate=6.0),
-    BurnRule(severity="ticket", long_window="1d", short_window="2h", burn_rate=3.0),
-    BurnRule(severity="ticket", long_window="3d", short_window="6h", burn_rate=1.0),
+    BurnRule(severity="page", long_window=3600, short_window=300, burn_rate=14.4),
+    BurnRule(severity="page", long_window=6 * 3600, short_window=1800, burn_rate=6.0),
+    BurnRule(severity="ticket", long_window=86400, short_window=7200, burn_rate=3.0),
+    BurnRule(severity="ticket", long_window=3 * 86400, short_window=6 * 3600, burn_rate=1.0),
 )
 
 

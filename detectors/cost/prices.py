@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 from datetime import UTC, date, datetime
 from pathlib import Path
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
