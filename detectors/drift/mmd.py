@@ -1,19 +1,20 @@
 """Kernel two-sample test: MMD² under an RBF kernel with a batched permutation p-value.
 
 Method: Gretton et al., "A Kernel Two-Sample Test", JMLR 13 (2012) — unbiased MMD², Gaussian
-kernel with the median heuristic bandwidth, p-value by permutation, the same estimator and
-bandwidth as Alibi Detect's ``MMDDrift``. What differs is the cost. The reference window is
-fixed between explicit refreshes, so its kernel matrix ``K_RR`` is computed once. A test
-then needs only the ``n×m`` and ``m×m`` blocks against the current window, and every
-permutation's statistic is rebuilt from quadratic forms on the pooled kernel matrix:
+kernel with the median heuristic bandwidth, p-value by permutation: the estimator and
+bandwidth of Alibi Detect's ``MMDDrift``. What differs is the cost.
+
+A permutation labels ``m`` of the ``N = n + m`` pooled items "current" (set ``S``). With the
+zero-diagonal pooled kernel matrix ``K``, row sums ``r`` and total ``T``:
 
     MMD²(S) = s_XX / n(n-1) + s_YY / m(m-1) - 2 s_XY / nm
-    s_YY = Σ_{i,j∈S} K_ij,   s_XY = Σ_{i∈S} r_i - s_YY,   s_XX = T - 2 Σ_{i∈S} r_i + s_YY
+    s_YY = 1_Sᵀ K 1_S,   s_XY = 1_Sᵀ r - s_YY,   s_XX = T - 2 1_Sᵀ r + s_YY
 
-with ``S`` the ``m`` positions labelled "current" by the permutation, ``r`` the row sums and
-``T`` the total of the zero-diagonal pooled matrix. All permutations of a chunk are one
-matrix product (one-hot ``P×N`` times ``K``) instead of Alibi's Python loop of ``P`` separate
-passes over the ``(n+m)²`` matrix.
+so a chunk of permutations is a batch of quadratic forms with one-hot rows ``B = [B_R, B_Y]``.
+The reference is fixed between explicit refreshes and the permutations are data-independent,
+so ``diag(B_R K_RR B_Rᵀ)`` and ``B_R K_RR 1`` are computed once per chunk and reused by every
+test. A test then costs one ``(P×n)(n×m)`` product, ``B_R K_RY``, instead of Alibi's Python
+loop of ``P`` passes over the whole ``(n+m)²`` matrix.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class MMDPermutationTest:
         decision is then the one the full run would reach; the p-value reported is the
         estimate from the permutations run). ``None`` always runs all of them.
     chunk_size
-        Permutations per batched gather; ``None`` picks one pass on CUDA, 512 on CPU.
+        Permutations per batched product; ``None`` picks one pass on CUDA, 512 on CPU.
 
     Examples
     --------
@@ -110,7 +111,9 @@ class MMDPermutationTest:
         self.median_sq_distance = median_heuristic(d_rr)
         self._k_rr = torch.exp(-d_rr / self.median_sq_distance)
         self._k_rr.fill_diagonal_(0.0)
+        self._k_rr_total = float(self._k_rr.sum(dtype=torch.float64))
         self._perms: dict[int, torch.Tensor] = {}
+        self._static: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @property
     def n_reference(self) -> int:
@@ -127,30 +130,31 @@ class MMDPermutationTest:
             pooled = self.n_reference + m
             order = torch.rand(self.n_permutations, pooled, generator=gen).argsort(dim=1)
             self._perms[m] = order[:, :m].contiguous().to(self.device)
+            self._static[m] = []
         return self._perms[m]
 
-    def _pooled_kernel(self, current: torch.Tensor) -> torch.Tensor:
-        n, m = self.n_reference, current.shape[0]
-        k = torch.empty(n + m, n + m, device=self.device)
-        k[:n, :n] = self._k_rr
-        k_ry = self.kernel(self.reference, current)
-        k[:n, n:] = k_ry
-        k[n:, :n] = k_ry.T
-        k[n:, n:] = self.kernel(current, current)
-        k[n:, n:].fill_diagonal_(0.0)
-        return k
-
-    def _stat(self, k: torch.Tensor, rows: torch.Tensor, total: float, idx: torch.Tensor) -> torch.Tensor:
-        # One-hot rows B (P×N): s_YY = diag(B K Bᵀ), Σ_S r = B r — batched quadratic forms, one
-        # matmul per chunk (BLAS on CPU, tensor-core friendly on GPU) rather than P gathers.
-        n, m = self.n_reference, idx.shape[1]
-        onehot = torch.zeros(idx.shape[0], k.shape[0], device=k.device)
+    def _onehot(self, idx: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        onehot = torch.zeros(idx.shape[0], self.n_reference + m, device=self.device)
         onehot.scatter_(1, idx, 1.0)
-        s_yy = ((onehot @ k) * onehot).sum(dim=1).double()
-        r_s = (onehot @ rows).double()
-        s_xy = r_s - s_yy
-        s_xx = total - 2.0 * r_s + s_yy
-        return s_xx / (n * (n - 1)) + s_yy / (m * (m - 1)) - 2.0 * s_xy / (n * m)
+        return onehot[:, : self.n_reference], onehot[:, self.n_reference :]
+
+    def _static_terms(self, m: int, chunk: int, b_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # diag(B_R K_RR B_Rᵀ) and B_R K_RR 1: reference-only, computed once per chunk.
+        cache = self._static[m]
+        if chunk == len(cache):
+            projected = b_r @ self._k_rr
+            cache.append(((projected * b_r).sum(1).double(), projected.sum(1).double()))
+        return cache[chunk]
+
+    def _chunk_stats(self, blocks: _Blocks, chunk: int, idx: torch.Tensor) -> torch.Tensor:
+        n, m = self.n_reference, blocks.k_yy.shape[0]
+        b_r, b_y = self._onehot(idx, m)
+        q_rr, c_r = self._static_terms(m, chunk, b_r)
+        q_ry = ((b_r @ blocks.k_ry) * b_y).sum(1).double()
+        q_yy = ((b_y @ blocks.k_yy) * b_y).sum(1).double()
+        s_yy = q_rr + 2.0 * q_ry + q_yy
+        r_s = c_r + (b_r @ blocks.k_ry.sum(1)).double() + (b_y @ blocks.r_y).double()
+        return _mmd2(n, m, blocks.total, r_s, s_yy)
 
     def test(self, current: np.ndarray | torch.Tensor, top_k: int = 5) -> MMDResult:
         """Test ``current`` (``(m, d)``, ``m ≥ 2``) against the reference."""
@@ -158,16 +162,20 @@ class MMDPermutationTest:
         n, m = self.n_reference, int(y.shape[0])
         if m < 2:
             raise ValueError(f"current window needs at least 2 items, got {m}")
-        k = self._pooled_kernel(y)
-        rows = k.sum(dim=1)
-        total = float(rows.double().sum())
-        observed_idx = torch.arange(n, n + m, device=self.device)[None, :]
-        observed = float(self._stat(k, rows, total, observed_idx)[0])
+        k_ry = self.kernel(self.reference, y)
+        k_yy = self.kernel(y, y)
+        k_yy.fill_diagonal_(0.0)
+        r_y = k_ry.sum(0) + k_yy.sum(1)
+        total = self._k_rr_total + 2.0 * float(k_ry.sum(dtype=torch.float64)) + float(k_yy.sum(dtype=torch.float64))
+        blocks = _Blocks(k_ry, k_yy, r_y, total)
+        s_yy = torch.tensor([float(k_yy.sum(dtype=torch.float64))], dtype=torch.float64)
+        r_s = torch.tensor([float(r_y.sum(dtype=torch.float64))], dtype=torch.float64)
+        observed = float(_mmd2(n, m, total, r_s, s_yy)[0])
         perms = self._permutations(m)
         limit = math.inf if self.alpha is None else self.alpha * (self.n_permutations + 1) - 1
         exceed, done, permuted = 0, 0, []
-        for start in range(0, self.n_permutations, self.chunk_size):
-            stats = self._stat(k, rows, total, perms[start : start + self.chunk_size])
+        for chunk, start in enumerate(range(0, self.n_permutations, self.chunk_size)):
+            stats = self._chunk_stats(blocks, chunk, perms[start : start + self.chunk_size])
             permuted.append(stats)
             exceed += int((stats >= observed).sum())
             done += stats.shape[0]
@@ -176,7 +184,7 @@ class MMDPermutationTest:
         critical = float("nan")
         if done == self.n_permutations and self.alpha is not None and limit >= 0:
             critical = float(torch.cat(permuted).sort(descending=True).values[int(limit)])
-        witness = k[n:, n:].sum(1) / (m - 1) - k[n:, :n].mean(1)
+        witness = k_yy.sum(1) / (m - 1) - k_ry.mean(0)
         moved = witness.argsort(descending=True)[:top_k].tolist()
         return MMDResult(
             mmd2=observed,
@@ -187,3 +195,21 @@ class MMDPermutationTest:
             moved=tuple(int(i) for i in moved),
             critical_value=critical,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocks:
+    """The current-window blocks of the pooled kernel matrix for one test."""
+
+    k_ry: torch.Tensor  # (n, m)
+    k_yy: torch.Tensor  # (m, m), zero diagonal
+    r_y: torch.Tensor  # (m,) row sums of the current rows of the pooled matrix
+    total: float
+
+
+def _mmd2(n: int, m: int, total: float, r_s: torch.Tensor, s_yy: torch.Tensor) -> torch.Tensor:
+    """Unbiased MMD² from ``s_YY`` and ``1_Sᵀ r`` (float64 on the host)."""
+    r_s, s_yy = r_s.double().cpu(), s_yy.double().cpu()
+    s_xy = r_s - s_yy
+    s_xx = total - 2.0 * r_s + s_yy
+    return s_xx / (n * (n - 1)) + s_yy / (m * (m - 1)) - 2.0 * s_xy / (n * m)

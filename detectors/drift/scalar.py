@@ -24,7 +24,9 @@ from detectors.findings import Finding
 
 STATE_VERSION = 1
 DETECTOR = "ScalarDriftMonitor/1"
-_METHODS = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": drift.KSWIN}
+_METHODS: dict[str, Any] = {
+    "adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": drift.KSWIN,
+}
 
 Value = float | int | bool | str | None
 

@@ -7,7 +7,7 @@ where ``index`` is the 0-based input line at which drift was declared.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,20 +41,28 @@ class StreamDriftScan:
         self.detectors: dict[str, EmbeddingDriftDetector] = {}
         self.index = 0
 
-    def feed(self, streams: Iterable[str], vectors: np.ndarray) -> Iterator[dict[str, Any]]:
-        """Process the next records in input order; yields one dict per detection."""
-        for stream, vector in zip(streams, vectors, strict=True):
+    def feed(
+        self, streams: Sequence[str], vectors: np.ndarray, indices: Sequence[int] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Process the next records in input order; yields one dict per detection.
+
+        ``indices`` are the records' input line numbers (0-based); by default records are
+        numbered consecutively across calls.
+        """
+        if indices is None:
+            indices = range(self.index, self.index + len(streams))
+        for stream, vector, index in zip(streams, vectors, indices, strict=True):
             det = self.detectors.get(stream)
             if det is None:
                 det = EmbeddingDriftDetector(self.config, {"stream": stream}, self.config_version)
                 self.detectors[stream] = det
-            finding = det.update(vector, item_id=str(self.index), at=float(self.index))
+            finding = det.update(vector, item_id=str(index), at=float(index))
             if finding is not None:
                 yield {
                     "stream": stream,
-                    "index": self.index,
+                    "index": int(index),
                     "score": float(finding.score),
                     "p_value": float(finding.evidence["p_value"]),
                     "detector": finding.evidence["test"],
                 }
-            self.index += 1
+            self.index = int(index) + 1
