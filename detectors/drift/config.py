@@ -80,7 +80,7 @@ class EmbeddingDriftConfig(_Strict):
     reference: ReferenceConfig = ReferenceConfig()
     window_size: int = Field(default=200, ge=10)
     test_every: int = Field(default=100, ge=1)
-    n_permutations: int = Field(default=4000, ge=100)
+    n_permutations: int | None = Field(default=None, ge=100)
     expected_run_length: float = Field(default=100_000, ge=100)
     mmd_budget_share: float = Field(default=0.5, ge=0.0, le=1.0)
     centroid: CentroidConfig = CentroidConfig()
@@ -94,6 +94,16 @@ class EmbeddingDriftConfig(_Strict):
         """Per-test significance: the MMD share of alarms per item times items per test."""
         share = self.mmd_budget_share if self.centroid.enabled else 1.0
         return share * self.test_every / self.expected_run_length
+
+    @property
+    def permutations(self) -> int:
+        """``n_permutations``, or by default enough for ``p ≤ mmd_alpha`` with one exceedance
+        allowed (``2 / mmd_alpha − 1``, at least 500): 3,999 at the default settings."""
+        if self.n_permutations is not None:
+            return self.n_permutations
+        if self.mmd_alpha <= 0:
+            return 500
+        return max(500, math.ceil(2.0 / self.mmd_alpha) - 1)
 
     @property
     def centroid_alpha(self) -> float:
@@ -112,7 +122,7 @@ class EmbeddingDriftConfig(_Strict):
                 f"drift.embedding.centroid.window_size={self.centroid.window_size} must be"
                 f" below reference.size={self.reference.size}"
             )
-        if self.mmd_alpha > 0 and self.mmd_budget_share > 0:
+        if self.n_permutations is not None and self.mmd_alpha > 0:
             needed = math.ceil(1.0 / self.mmd_alpha)
             if self.n_permutations < needed:
                 raise ValueError(

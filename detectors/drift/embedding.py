@@ -114,7 +114,7 @@ class EmbeddingDriftDetector:
         assert self.reference is not None
         self._mmd = MMDPermutationTest(
             self.reference,
-            n_permutations=cfg.n_permutations,
+            n_permutations=cfg.permutations,
             device=self.device,
             seed=cfg.seed,
             alpha=cfg.mmd_alpha,

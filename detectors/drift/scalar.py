@@ -55,6 +55,7 @@ class ScalarDrift:
             ) from None
         self.n = 0
         self.mean = 0.0  # running mean since the last drift, for evidence
+        self.recent = 0.0  # EWMA over ~50 items: the level the signal moved to
         self.mean_before = float("nan")
 
     def update(self, value: float) -> bool:
@@ -63,8 +64,10 @@ class ScalarDrift:
         self.detector.update(x)
         self.n += 1
         self.mean += (x - self.mean) / self.n
+        self.recent = x if self.n == 1 else self.recent + (x - self.recent) / 50.0
         if self.detector.drift_detected:
-            self.mean_before, self.mean, self.n = self.mean, x, 1
+            after = getattr(self.detector, "estimation", self.recent)  # ADWIN: its new window
+            self.mean_before, self.mean, self.recent, self.n = self.mean, after, after, 1
             return True
         return False
 
@@ -144,7 +147,7 @@ class ScalarDriftMonitor:
             "method": det.config.method,
             "params": dict(det.config.params),
             "mean_before": det.mean_before,
-            "value_at_detection": det.mean,
+            "mean_after": det.mean,
             "unit": unit,
             "config_version": self.config_version,
         }
@@ -165,7 +168,7 @@ class ScalarDriftMonitor:
         The pickle is our own worker's changelog data, never user input.
         """
         blobs = {
-            k: {"n": d.n, "mean": d.mean, "mean_before": d.mean_before,
+            k: {"n": d.n, "mean": d.mean, "recent": d.recent, "mean_before": d.mean_before,
                 "config": d.config.model_dump(mode="json"),
                 "river": base64.b64encode(zlib.compress(pickle.dumps(d.detector))).decode("ascii")}
             for k, d in self.detectors.items()
@@ -185,4 +188,5 @@ class ScalarDriftMonitor:
                 continue  # signal removed or reconfigured: it starts afresh
             det.detector = pickle.loads(zlib.decompress(base64.b64decode(blob["river"])))
             det.n, det.mean, det.mean_before = blob["n"], blob["mean"], blob["mean_before"]
+            det.recent = blob["recent"]
         return mon
