@@ -13,16 +13,17 @@ Method, per trace size (2 KB and 25 KB):
    settings (broker, 4 partitions, commit interval, memory store, acks=all, lz4, fetch and
    request sizes) whose one agent forwards each raw record to another topic. It counts what
    it forwarded on a web page.
-3. Warden: ``python -m streams.cli worker`` (role all: validate → redact → score → sink to
+3. Warden: a worker as ``warden worker`` runs it (``streams.worker.run_worker``, role all: validate → redact → score → sink to
    chDB) reading the same raw topic under its own consumer group.
 
 Each process is started after the data is in Kafka; its counters are polled every 0.1 s
 (``warden_traces_governed_total`` and ``warden_sink_rows_total{table="traces"}`` from
 ``/metrics`` for Warden, the forwarded count for the peer). Start-up and warm-up are
 excluded the same way for both: the clock starts at the first sample with at least
-``--warmup`` (5%) of N processed and stops at the first sample with all N; the rate is
-the records between those two samples over the time between them. "Governed" is what
-the govern agent finished, "stored" what the sink wrote to ClickHouse; the stored count
+``--warmup`` (5%) of N consumed (governed, for Warden) and stops at the first sample with
+all N; the rate is the records after the start sample over that time. "Governed" stops
+when the govern agent finished N, "stored" when the sink has all N rows in ClickHouse
+(the end-to-end figure, same start as governed); the stored count
 is checked against ``SELECT count() FROM traces FINAL`` at the end, and the peer's output
 topic against N. Both read the same raw records; the peer runs first, then Warden, and
 ``--repeat`` alternates them again.
@@ -124,15 +125,24 @@ def follow(read: Any, n: int, timeout_s: float, proc: Process) -> list[tuple[flo
     raise TimeoutError(f"not done within {timeout_s}s (last {samples[-1:]}):\n{proc.log_tail()}")
 
 
-def rate(samples: list[tuple[float, dict[str, float]]], key: str, n: int, warmup: int) -> dict[str, float]:
-    start = next((t, v[key]) for t, v in samples if v[key] >= warmup)
-    end = next((t, v[key]) for t, v in samples if v[key] >= n)
-    first = next(t for t, v in samples if v[key] > 0)
-    seconds = end[0] - start[0]
+def rate(samples: list[tuple[float, dict[str, float]]], key: str, n: int, warmup: int,
+         clock: str | None = None) -> dict[str, float]:
+    """Records per second between warm-up and the first sample with all n.
+
+    The clock starts when ``clock`` (default ``key``) reaches ``warmup``: stored rows are
+    timed from when *consumption* was warm, so a sink draining a backlog cannot look faster
+    than the stage feeding it.
+    """
+    clock = clock or key
+    start_t, start_v = next((t, v[clock]) for t, v in samples if v[clock] >= warmup)
+    end_t, end_v = next((t, v[key]) for t, v in samples if v[key] >= n)
+    first = next(t for t, v in samples if v[clock] > 0)
+    seconds = end_t - start_t
+    records = end_v - start_v
     # None when one batch took the counter from below warm-up to N: make N larger.
-    return {"per_s": round((end[1] - start[1]) / seconds, 1) if seconds > 0 else None,
-            "measured_records": int(end[1] - start[1]), "measured_s": round(seconds, 2),
-            "first_to_last_s": round(end[0] - first, 2)}
+    return {"per_s": round(records / seconds, 1) if seconds > 0 else None,
+            "measured_records": int(records), "measured_s": round(seconds, 2),
+            "first_to_last_s": round(end_t - first, 2)}
 
 
 def run_peer(bootstrap: str, source: str, n: int, warmup: int, work: Path, timeout_s: float) -> dict[str, Any]:
@@ -164,7 +174,11 @@ def run_warden(bootstrap: str, prefix: str, n: int, warmup: int, work: Path, tim
            "WARDEN_DATA_DIR": str(work / f"worker-{tag}"), "WARDEN_ROLE": "all",
            "WARDEN_COMMIT_INTERVAL_S": str(COMMIT_INTERVAL_S), "WARDEN_LOG_LEVEL": "WARNING",
            "WARDEN_PSEUDONYM_KEY": BENCH_KEY, "WARDEN_REDACTION_KEY": BENCH_KEY, "PYTHONUNBUFFERED": "1"}
-    proc = Process([sys.executable, "-m", "streams.cli", "worker"], env, port, work / f"worker-{tag}.log")
+    # What `warden worker` runs (streams.cli.worker → streams.worker.run_worker), without
+    # importing the CLI's other sub-commands.
+    argv = [sys.executable, "-c", "from streams.config import WardenSettings; "
+            "from streams.worker import run_worker; run_worker(WardenSettings())"]
+    proc = Process(argv, env, port, work / f"worker-{tag}.log")
 
     def read() -> dict[str, float]:
         text = proc.get("/metrics").decode()
@@ -183,7 +197,7 @@ def run_warden(bootstrap: str, prefix: str, n: int, warmup: int, work: Path, tim
     finally:
         proc.stop()
     return {"load1_before": load, "load1_after": load1(), "traces_final_count": final, "stage_seconds": stages,
-            "governed": rate(samples, "governed", n, warmup), "stored": rate(samples, "stored", n, warmup)}
+            "governed": rate(samples, "governed", n, warmup), "stored": rate(samples, "stored", n, warmup, clock="governed")}
 
 
 def publish(bootstrap: str, prefix: str, n: int, trace_kb: float) -> dict[str, Any]:

@@ -146,9 +146,10 @@ def main() -> None:
     try:
         for size, kb in SIZES_KB.items():
             n = counts[size]
+            records = [json.dumps(r) for r in redacted_records(n + max(batches), kb)]
             for batch in batches:
                 data = work / f"{size}-{batch}.jsonl"
-                data.write_text("\n".join(json.dumps(r) for r in redacted_records(n + batch, kb)))
+                data.write_text("\n".join(records[:n + batch]))
                 best: dict[str, dict[str, Any]] = {}
                 every: dict[str, list[dict[str, Any]]] = {"warden": [], "raw": []}
                 for rep in range(args.repeat):
