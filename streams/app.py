@@ -58,6 +58,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     alerts = app.topic(topic("alerts.v1"), value_serializer="json", key_serializer="raw")
     breaker = app.topic(topic("breaker.v1"), value_serializer="json", key_serializer="raw")
     changes = app.topic(topic("changes.v1"), value_serializer="json", key_serializer="raw")
+    usage = app.topic(topic("usage.v1"), value_serializer="json", key_serializer="raw", partitions=1)
     dead = app.topic(topic("deadletter.v1"), value_serializer="json", key_serializer="raw")
 
     # Per-scope detector state, co-partitioned with the raw topic (same key, same
@@ -66,6 +67,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                             partitions=settings.partitions, use_partitioner=True)
     route_state = app.Table("breaker-state", default=None,
                             partitions=settings.partitions, use_partitioner=True)
+    economics_state = app.Table("economics-state", default=None, partitions=1, use_partitioner=True)
 
     governs = settings.role in ("all", "govern")
     sinks = settings.role in ("all", "sink")
@@ -76,8 +78,10 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
             ack = manual_acks(stream)
             async for events in stream.take_events(GOVERN_BATCH, within=0.2):
                 started = time.perf_counter()
+                wiring.poll_changes()
                 touched: set[str] = set()
                 found = []
+                newest = 0.0
                 for event in events:
                     msg = event.message
                     key = msg.key.decode("utf-8", "replace") if msg.key else None
@@ -104,6 +108,9 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     out.redacted["_partition"], out.redacted["_offset"] = msg.partition, msg.offset
                     await redacted.send(key=trace.partition_key.encode(), value=out.redacted)
                     found.extend(out.findings)
+                    newest = max(newest, trace.timestamp.timestamp())
+                    await usage.send(key=b"usage", value=wiring.usage_record(trace))
+                found.extend(wiring.governor.advance(newest, touched))
                 states, traffic = wiring.governor.checkpoint(touched)
                 for key, state in states.items():
                     scope_state[key] = state
@@ -127,6 +134,16 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
                 for alert in wiring.alert_only_alerts():
                     await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
+                await ack(events)
+
+        @app.agent(usage, concurrency=1)
+        async def economics(stream: faust.StreamT) -> None:
+            ack = manual_acks(stream)
+            async for events in stream.take_events(GOVERN_BATCH, within=0.5):
+                for finding in wiring.economics.update([e.value for e in events], economics_state):
+                    METRICS.findings.labels(finding.kind).inc()
+                    await findings.send(key=finding.subject.get("route", "").encode(),
+                                        value=wiring.finding_record(finding))
                 await ack(events)
 
         @app.timer(interval=1.0)

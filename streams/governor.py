@@ -1,77 +1,41 @@
-"""The governance step for one trace: redact, then score it with the per-scope detectors.
+"""The governance step for one trace: redact, price, then score it with the per-scope
+detectors.
 
 This is the code the govern agent, ``warden replay`` and the tests share, so a detector
-behaves the same everywhere. It maps a trace to the values each detector takes and
-turns nothing into Kafka or ClickHouse records; ``streams.outputs`` does that.
+behaves the same everywhere. It turns nothing into Kafka or ClickHouse records;
+``streams.outputs`` does that.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from detectors.breaker import BreakerPolicy, load_policy
-from detectors.error_rate import ErrorRateDetector
+import yaml
+
+from detectors.breaker import load_policy
+from detectors.cost import CostAccountant, load_price_catalog
 from detectors.findings import Finding
+from detectors.ownership import ChangeLedger, OwnershipRegistry, OwnershipSettings
 from detectors.redaction.redactor import TraceRedaction, entity_category
 from streams.breaking import traffic_finding
 from streams.config import WardenSettings
-from streams.records import InferenceTrace, TraceStatus
-
-
-@dataclass
-class GovernConfig:
-    """Detector settings a worker loads once at start (``deploy/config/*.yaml``)."""
-
-    breaker: BreakerPolicy = field(default_factory=lambda: BreakerPolicy(version="builtin"))
-    version: str = "builtin"
+from streams.records import ChangeEvent, InferenceTrace
+from streams.scope import Context, GovernConfig, ScopeDetectors
+from streams.values import cost_sample, ledger_entry
 
 
 def load_govern_config(settings: WardenSettings) -> GovernConfig:
     policy = load_policy(settings.config_dir / "breaker-policy.yaml")
-    return GovernConfig(breaker=policy, version=policy.version)
-
-
-class ScopeDetectors:
-    """Every per-(route, model) detector for one scope, with one serialisable state."""
-
-    def __init__(self, subject: Mapping[str, str], config: GovernConfig,
-                 error_rate: ErrorRateDetector | None = None):
-        self.subject = dict(subject)
-        self.config = config
-        self.error_rate = error_rate or ErrorRateDetector(config.breaker.error_rate_for(self.subject),
-                                                          self.subject)
-        self.seq = 0
-        # Traffic since the last checkpoint, summarised once per batch for the breaker.
-        self.batch_requests = 0
-        self.batch_errors = 0
-        self.batch_last_at = 0.0
-
-    def observe(self, trace: InferenceTrace) -> list[Finding]:
-        self.seq += 1
-        at = trace.timestamp.timestamp()
-        is_error = trace.status == TraceStatus.error
-        self.batch_requests += 1
-        self.batch_errors += int(is_error)
-        self.batch_last_at = max(self.batch_last_at, at)
-        findings: list[Finding] = []
-        finding = self.error_rate.update(is_error, at)
-        if finding is not None:
-            findings.append(finding)
-        return findings
-
-    def to_state(self) -> dict[str, Any]:
-        return {"v": 1, "seq": self.seq, "subject": self.subject,
-                "error_rate": self.error_rate.to_state()}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any], config: GovernConfig) -> ScopeDetectors:
-        subject = state["subject"]
-        scope = cls(subject, config, error_rate=ErrorRateDetector.from_state(
-            state["error_rate"], config.breaker.error_rate_for(subject)))
-        scope.seq = int(state.get("seq", 0))
-        return scope
+    detectors_file = settings.config_dir / "detectors.yaml"
+    doc = yaml.safe_load(detectors_file.read_text()) if detectors_file.is_file() else {}
+    ownership = OwnershipSettings.from_mapping(
+        {"ownership": doc.get("ownership") or {}, "version": str(doc.get("version", "1"))})
+    registry = OwnershipRegistry.from_yaml(settings.config_dir / "owners.yaml")
+    return GovernConfig(breaker=policy, ownership=ownership, registry=registry,
+                        version=f"breaker={policy.version},ownership={ownership.version}")
 
 
 def completion_leaks(redaction: TraceRedaction, subject: Mapping[str, str], at: float) -> list[Finding]:
@@ -107,16 +71,29 @@ class Governed:
 
 
 class Governor:
-    """Redaction and scoring, holding the per-scope detectors of the partitions it owns.
+    """Redaction, pricing and scoring, holding the per-scope detectors of the partitions
+    it owns.
 
     ``states`` is where scope state lives between batches: a Faust table in a worker (so
     it survives restarts and moves with rebalances), a plain dict in replay and tests.
     """
 
-    def __init__(self, redactor: Any, config: GovernConfig):
+    def __init__(self, redactor: Any, config: GovernConfig, *, prices: Any = None):
         self.redactor = redactor
         self.config = config
+        self.accountant = CostAccountant(prices) if prices is not None else None
+        self.context = Context(ChangeLedger(config.ownership.ledger), config.registry,
+                               learn_until=time.time() + config.ownership.versions.learn_s)
         self._scopes: dict[str, ScopeDetectors] = {}
+
+    @classmethod
+    def from_settings(cls, settings: WardenSettings, redactor: Any) -> Governor:
+        prices = load_price_catalog(settings.config_dir / "prices.yaml")
+        return cls(redactor, load_govern_config(settings), prices=prices)
+
+    def add_changes(self, events: list[ChangeEvent]) -> None:
+        for event in events:
+            self.context.ledger.add(ledger_entry(event))
 
     def scope(self, key: str, subject: Mapping[str, str], states: Mapping[str, Any]) -> ScopeDetectors:
         stored = states.get(key)
@@ -126,18 +103,31 @@ class Governor:
         if cached is not None and (stored is None or stored.get("seq") == cached.seq):
             return cached
         scope = (ScopeDetectors.from_state(stored, self.config) if stored
-                 else ScopeDetectors(subject, self.config))
+                 else ScopeDetectors(subject, self.config, learn_until=self.context.learn_until))
         self._scopes[key] = scope
         return scope
 
     def govern(self, trace: InferenceTrace, states: Mapping[str, Any]) -> Governed:
         redacted, redaction = self.redactor.redact_trace(trace.model_dump(mode="json"))
         redacted["redaction"] = redaction.to_dict()
+        if self.accountant is not None:
+            costing = self.accountant.account(cost_sample(trace))
+            redacted["cost_usd"] = costing.cost_usd
         subject = scope_subject(trace)
         scope = self.scope(trace.partition_key, subject, states)
-        findings = scope.observe(trace)
-        findings += completion_leaks(redaction, subject, trace.timestamp.timestamp())
+        at = trace.timestamp.timestamp()
+        findings = scope.observe(trace, self.context)
+        findings += completion_leaks(redaction, subject, at)
         return Governed(redacted, findings)
+
+    def advance(self, now: float, keys: set[str]) -> list[Finding]:
+        """Let time-driven detectors of the given scopes resolve (settle and grace periods)."""
+        found: list[Finding] = []
+        for key in keys:
+            scope = self._scopes.get(key)
+            if scope is not None:
+                found += scope.advance(now, self.context)
+        return found
 
     def checkpoint(self, keys: set[str]) -> tuple[dict[str, dict[str, Any]], list[Finding]]:
         """States of the scopes touched in a batch, to write back once per batch, and

@@ -14,6 +14,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streams.config import WardenSettings
 
 HOUR_MS = 3_600_000
+# The breaker topic is small and read whole by every client; usage feeds one economics
+# agent whose budgets span routes (see streams/economics.py).
+SINGLE_PARTITION = {"breaker.v1", "usage.v1"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ def topic_specs(settings: WardenSettings) -> list[TopicSpec]:
                   "traces after redaction, with redaction findings and policy version"),
         TopicSpec("findings.v1", "Finding v1", "finding_id", False, 30 * 24 * HOUR_MS,
                   "every detector finding, before grouping into alerts"),
+        TopicSpec("usage.v1", "CostSample v1", "usage", False, 24 * HOUR_MS,
+                  "one compact cost record per trace, for budgets, agent runs and cost regressions"),
         TopicSpec("alerts.v1", "Alert v1", "dedup_key", False, 30 * 24 * HOUR_MS,
                   "what SREs subscribe to"),
         TopicSpec("breaker.v1", "BreakerSignal v1", "target", True, -1,
@@ -63,7 +68,7 @@ def ensure_topics(settings: WardenSettings, timeout_s: float = 30.0) -> list[str
         if spec.compacted:
             config.update({"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                            "segment.ms": str(HOUR_MS)})
-        partitions = 1 if spec.name == "breaker.v1" else settings.partitions
+        partitions = 1 if spec.name in SINGLE_PARTITION else settings.partitions
         wanted.append(NewTopic(name, num_partitions=partitions, replication_factor=1, config=config))
     if not wanted:
         return []

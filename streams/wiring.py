@@ -15,10 +15,13 @@ from sinks import tables
 from sinks.clickhouse import ClickHouseStore, batch_token
 from streams.breaking import BreakerDecider
 from streams.config import WardenSettings
+from streams.economics import Economics
 from streams.governor import Governor
+from streams.ledger import ChangeFollower
 from streams.metrics import METRICS
 from streams.outputs import alert_for, alert_only_alert
-from streams.records import Alert, BreakerSignal
+from streams.records import Alert, BreakerSignal, InferenceTrace
+from streams.values import cost_sample, cost_sample_record
 
 log = structlog.get_logger("warden.worker")
 
@@ -34,10 +37,13 @@ LAYOUTS = {
 
 class Wiring:
     def __init__(self, settings: WardenSettings, governor: Governor, decider: BreakerDecider,
-                 store: ClickHouseStore | None):
+                 store: ClickHouseStore | None, economics: Economics | None = None,
+                 changes: ChangeFollower | None = None):
         self.settings = settings
         self.governor = governor
         self.decider = decider
+        self.economics = economics or Economics.from_settings(settings)
+        self.changes = changes
         self._store = store
         self.stopping = threading.Event()
         self.dead_letters_stored = 0
@@ -50,6 +56,18 @@ class Wiring:
         return self._store
 
     # -- govern ----------------------------------------------------------------------
+    def poll_changes(self) -> None:
+        """New change events from the ledger topic, to every consumer of the ledger."""
+        if self.changes is None:
+            return
+        events = self.changes.drain()
+        if events:
+            self.governor.add_changes(events)
+            self.economics.add_changes(events)
+
+    def usage_record(self, trace: InferenceTrace) -> dict[str, Any]:
+        return cost_sample_record(cost_sample(trace))
+
     def finding_record(self, finding: Finding) -> dict[str, Any]:
         record = finding.to_dict()
         record["config_version"] = str(finding.evidence.get("config_version", self.governor.config.version))
@@ -60,7 +78,11 @@ class Wiring:
         finding = finding_from_record(record)
         if not self.decider.alerts_for_kind(finding.kind):
             return []
-        return [alert_for(finding, config_version=str(record.get("config_version", "")))]
+        subject = finding.subject
+        page = self.governor.config.registry.owner_to_page(
+            subject.get("route", ""), subject.get("application", ""), subject.get("model", ""))
+        return [alert_for(finding, owner=page.team if page else "", oncall=page.oncall if page else "",
+                          config_version=str(record.get("config_version", "")))]
 
     def decide(self, record: Mapping[str, Any], states: MutableMapping[str, Any]) -> list[BreakerSignal]:
         signals = self.decider.on_finding(finding_from_record(record), states)

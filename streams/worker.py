@@ -8,7 +8,8 @@ from sinks.clickhouse import ClickHouseStore, redact_dsn
 from streams.app import create_app
 from streams.breaking import BreakerDecider
 from streams.config import WardenSettings
-from streams.governor import Governor, load_govern_config
+from streams.governor import Governor
+from streams.ledger import ChangeFollower
 from streams.logs import configure_logging
 from streams.redaction import load_redactor
 from streams.topics import ensure_topics
@@ -23,7 +24,7 @@ def build_wiring(settings: WardenSettings) -> Wiring:
         store = ClickHouseStore(settings.clickhouse_dsn)
         applied = store.migrate()
         log.info("clickhouse_ready", dsn=redact_dsn(settings.clickhouse_dsn), migrations_applied=applied)
-    governor = Governor(load_redactor(settings), load_govern_config(settings))
+    governor = Governor.from_settings(settings, load_redactor(settings))
     decider = BreakerDecider.from_settings(settings)
     return Wiring(settings, governor, decider, store)
 
@@ -35,6 +36,8 @@ def run_worker(settings: WardenSettings) -> None:
     log.info("worker_starting", role=settings.role, kafka=settings.kafka_bootstrap, topics_created=created,
              web=f"http://{settings.web_host}:{settings.web_port}")
     wiring = build_wiring(settings)
+    if settings.role in ("all", "govern"):
+        wiring.changes = ChangeFollower(settings).start()
     app = create_app(settings, wiring)
 
     import faust
@@ -51,5 +54,7 @@ def run_worker(settings: WardenSettings) -> None:
         worker.execute_from_commandline()
     finally:
         wiring.stopping.set()
+        if wiring.changes is not None:
+            wiring.changes.close()
         if wiring._store is not None:
             wiring._store.close()
