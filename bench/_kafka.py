@@ -126,14 +126,15 @@ def end_offsets(bootstrap: str, topic: str) -> int:
 class Process:
     """A worker subprocess with a Faust web port: start, wait until it serves, poll, stop."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], web_port: int, log_path: Path):
-        self.argv, self.env, self.web_port, self.log_path = argv, env, web_port, log_path
+    def __init__(self, argv: list[str], env: dict[str, str], web_port: int, log_path: Path,
+                 cwd: Path = ROOT):
+        self.argv, self.env, self.web_port, self.log_path, self.cwd = argv, env, web_port, log_path, cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_path: str = "/healthz", wait_s: float = 180.0) -> Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -166,9 +167,25 @@ def run_peer(bootstrap: str, source: str, n: int, warmup: int, work: Path, timeo
             "forwarded": rate(samples, "forwarded", n, warmup)}
 
 
-def run_warden(bootstrap: str, prefix: str, n: int, warmup: int, work: Path, timeout_s: float) -> dict[str, Any]:
+def snapshot(rev: str, work: Path) -> tuple[Path, str]:
+    """The worker's code as committed at ``rev`` (``git archive``), so edits in progress in
+    the working tree cannot change or break a run; "worktree" uses the tree as it is."""
+    if rev == "worktree":
+        return ROOT, "worktree"
+    sha = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    target = work / f"src-{sha[:10]}"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", sha], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target, sha
+
+
+def run_warden(bootstrap: str, prefix: str, n: int, warmup: int, work: Path, timeout_s: float,
+               src: Path = ROOT) -> dict[str, Any]:
     port, tag = free_port(), uuid.uuid4().hex[:8]
-    env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLICKHOUSE_DSN": f"chdb://{work / f'ch-{tag}'}",
+    env = {**os.environ, "PYTHONPATH": str(src), "KAFKA_BOOTSTRAP": bootstrap, "CLICKHOUSE_DSN": f"chdb://{work / f'ch-{tag}'}",
            "WARDEN_TOPIC_PREFIX": prefix, "WARDEN_APP_ID": f"warden-bench-{tag}",
            "WARDEN_PARTITIONS": str(PARTITIONS), "WARDEN_WEB_PORT": str(port),
            "WARDEN_DATA_DIR": str(work / f"worker-{tag}"), "WARDEN_ROLE": "all",
@@ -178,7 +195,7 @@ def run_warden(bootstrap: str, prefix: str, n: int, warmup: int, work: Path, tim
     # importing the CLI's other sub-commands.
     argv = [sys.executable, "-c", "from streams.config import WardenSettings; "
             "from streams.worker import run_worker; run_worker(WardenSettings())"]
-    proc = Process(argv, env, port, work / f"worker-{tag}.log")
+    proc = Process(argv, env, port, work / f"worker-{tag}.log", cwd=src)
 
     def read() -> dict[str, float]:
         text = proc.get("/metrics").decode()
@@ -221,6 +238,14 @@ def publish(bootstrap: str, prefix: str, n: int, trace_kb: float) -> dict[str, A
 
 
 # ----------------------------------------------------------------------------- driver
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or not b else f"{a / b:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faust-peer", action="store_true", help=argparse.SUPPRESS)
@@ -231,14 +256,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="peer/Warden pairs per size, alternating")
     parser.add_argument("--quick", action="store_true", help="small N, for a smoke run")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--code", default="HEAD",
+                        help="git revision whose streams/sinks/detectors the worker runs, or 'worktree'")
     args = parser.parse_args()
     if args.faust_peer:
         faust_peer()
         return
     require_broker(args.bootstrap)
-    counts = {"2KB": 2_000 if args.quick else args.n2, "25KB": 400 if args.quick else args.n25}
+    counts = {"2KB": 2_000 if args.quick else args.n2, "25KB": 1_500 if args.quick else args.n25}
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    results: dict[str, Any] = {"machine": machine(), "partitions": PARTITIONS, "warmup_fraction": args.warmup,
+    src, code = snapshot(args.code, work)
+    results: dict[str, Any] = {"machine": machine(), "worker_code": code, "partitions": PARTITIONS, "warmup_fraction": args.warmup,
                                "method": "time from warm-up (5% of N) to all N, counters polled every 0.1 s",
                                "sizes": {}}
     try:
@@ -251,11 +279,11 @@ def main() -> None:
             runs: list[dict[str, Any]] = []
             for rep in range(args.repeat):
                 peer = run_peer(args.bootstrap, data["topic"], n, warmup, work, args.timeout)
-                print(f"  faust peer  rep {rep}: {peer['forwarded']['per_s']:>9.1f} traces/s "
+                print(f"  faust peer  rep {rep}: {fmt(peer['forwarded']['per_s'])} traces/s "
                       f"(load {peer['load1_before']})", flush=True)
-                warden = run_warden(args.bootstrap, prefix, n, warmup, work, args.timeout)
-                print(f"  warden      rep {rep}: {warden['governed']['per_s']:>9.1f} governed/s, "
-                      f"{warden['stored']['per_s']:>9.1f} stored/s (load {warden['load1_before']})", flush=True)
+                warden = run_warden(args.bootstrap, prefix, n, warmup, work, args.timeout, src)
+                print(f"  warden      rep {rep}: {fmt(warden['governed']['per_s'])} governed/s, "
+                      f"{fmt(warden['stored']['per_s'])} stored/s (load {warden['load1_before']})", flush=True)
                 if warden["traces_final_count"] != n or peer["output_topic_records"] != n:
                     print(f"  WARNING: counts differ from {n}: stored {warden['traces_final_count']}, "
                           f"peer topic {peer['output_topic_records']}", flush=True)
@@ -270,8 +298,8 @@ def main() -> None:
         for rep, run in enumerate(entry["runs"]):
             peer = run["faust_peer"]["forwarded"]["per_s"]
             gov, stored = run["warden"]["governed"]["per_s"], run["warden"]["stored"]["per_s"]
-            rows.append([size, entry["n"], rep, f"{peer:,.0f}", f"{gov:,.0f}", f"{stored:,.0f}",
-                         f"{gov / peer:.2f}", f"{stored / peer:.2f}",
+            rows.append([size, entry["n"], rep, fmt(peer), fmt(gov), fmt(stored), ratio(gov, peer),
+                         ratio(stored, peer),
                          f"{run['faust_peer']['load1_before']}/{run['warden']['load1_before']}"])
     print()
     print(table(["size", "N", "rep", "bare Faust traces/s", "Warden governed/s", "Warden stored/s",
