@@ -8,6 +8,7 @@ from sinks.clickhouse import ClickHouseStore, redact_dsn
 from streams.app import create_app
 from streams.breaking import BreakerDecider
 from streams.config import WardenSettings
+from streams.config_events import announce_config
 from streams.governor import Governor
 from streams.ledger import ChangeFollower
 from streams.logs import configure_logging
@@ -38,6 +39,8 @@ def run_worker(settings: WardenSettings) -> None:
     wiring = build_wiring(settings)
     if settings.role in ("all", "govern"):
         wiring.changes = ChangeFollower(settings).start()
+        wiring.poll_changes()
+        announce_config(settings, wiring.governor.context.ledger)
     app = create_app(settings, wiring)
 
     import faust

@@ -1,0 +1,93 @@
+"""``warden breaker list|open|close|release|history``: operators' view and overrides."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from confluent_kafka import Producer
+from rich.console import Console
+
+from detectors.breaker import parse_target, target_key
+from streams.breaker_client import BreakerClient
+from streams.breaking import OVERRIDE, RELEASE, control_finding
+from streams.changes import operator
+from streams.config import WardenSettings
+
+console = Console()
+
+
+def send_control(settings: WardenSettings, kind: str, target: str, **evidence: object) -> None:
+    """Operator commands travel on the findings topic, keyed by route, to the decide agent
+    that owns the route's breaker state; the decision is recorded like any other."""
+    finding = control_finding(kind, target, time.time(), **evidence)
+    record = {**finding.to_dict(), "config_version": "operator"}
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
+                         **settings.security.confluent()})
+    producer.produce(settings.topic("findings.v1"), key=finding.subject.get("route", "").encode(),
+                     value=json.dumps(record).encode())
+    if producer.flush(30):
+        raise RuntimeError("override not acknowledged by Kafka within 30 s: is the broker reachable?")
+
+
+def register(app: typer.Typer) -> None:
+    breaker_app = typer.Typer(help="Circuit breakers.", no_args_is_help=True)
+    app.add_typer(breaker_app, name="breaker")
+
+    @breaker_app.command("list")
+    def list_() -> None:
+        """Current state of every target (from the compacted breaker topic)."""
+        from streams.cli import print_rows
+
+        settings = WardenSettings()
+        with BreakerClient(settings.kafka_bootstrap, settings.topic("breaker.v1"),
+                           security=settings.security) as client:
+            rows = [{"target": t, "state": s.state.value, "since": f"{s.at:%Y-%m-%d %H:%M:%S}",
+                     "operator": s.operator or "", "reason": s.reason[:80]}
+                    for t, s in sorted(client.states().items())]
+        print_rows(rows, title="breakers")
+
+    def _override(target: str, state: str, reason: str, until: str | None, who: str | None) -> None:
+        canonical = target_key(parse_target(target))
+        if not canonical or "route" not in parse_target(target):
+            raise typer.BadParameter("write the target as route=R[,model=M][,deployment=D][,tenant=T]")
+        expires = datetime.fromisoformat(until).timestamp() if until else None
+        send_control(WardenSettings(), OVERRIDE, canonical, state=state, reason=reason,
+                     operator=who or operator(), until=expires)
+        console.print(f"requested manual {state} of {canonical} by {who or operator()}")
+
+    @breaker_app.command("open")
+    def open_(target: str, reason: Annotated[str, typer.Option(help="why (recorded)")],
+              until: Annotated[str | None, typer.Option(help="ISO expiry (default: policy's)")] = None,
+              who: Annotated[str | None, typer.Option("--operator", help="your identity")] = None) -> None:
+        """Force a target open until the override expires or is released."""
+        _override(target, "open", reason, until, who)
+
+    @breaker_app.command("close")
+    def close(target: str, reason: Annotated[str, typer.Option(help="why (recorded)")],
+              until: Annotated[str | None, typer.Option(help="ISO expiry (default: policy's)")] = None,
+              who: Annotated[str | None, typer.Option("--operator", help="your identity")] = None) -> None:
+        """Force a target closed (findings then only alert) until expiry or release."""
+        _override(target, "closed", reason, until, who)
+
+    @breaker_app.command("release")
+    def release(target: str, reason: Annotated[str, typer.Option(help="why (recorded)")] = "",
+                who: Annotated[str | None, typer.Option("--operator", help="your identity")] = None) -> None:
+        """End a manual override early."""
+        canonical = target_key(parse_target(target))
+        send_control(WardenSettings(), RELEASE, canonical, reason=reason, operator=who or operator())
+        console.print(f"requested release of {canonical}")
+
+    @breaker_app.command("history")
+    def history(target: str, limit: Annotated[int, typer.Option()] = 50) -> None:
+        """Transitions of one target, newest first (from ClickHouse)."""
+        from streams.cli import print_rows, run_sql
+
+        canonical = target_key(parse_target(target)).replace("'", "\\'")
+        body = run_sql("SELECT at, state, operator, policy_version, reason FROM breaker_events FINAL "
+                       f"WHERE target = '{canonical}' ORDER BY at DESC LIMIT {int(limit)}")
+        print_rows([json.loads(line) for line in body.decode().splitlines() if line.strip()],
+                   title=f"history of {canonical}")
