@@ -243,7 +243,8 @@ def print_tables(result: dict[str, Any]) -> None:
               f"{r['alibi_s_per_test']:>10.3f}{r['speedup']:>7.0f}x{r['warden_early_stop_s_per_test']:>14.4f}"
               f"{r['speedup_early_stop']:>7.0f}x{r['power_at_0.01']['warden']:>6.2f}/{r['power_at_0.01']['alibi']:.2f}"
               f"{r['false_positives_at_0.01']['warden']:>5}/{r['false_positives_at_0.01']['alibi']}")
-    print("\nWarden EmbeddingDriftDetector, default config (ERL 100,000; MMD every 100 on 200; centroid on 40)")
+    print("\nWarden EmbeddingDriftDetector, default config (ERL 100,000; MMD every 100 on 200;"
+          " centroid on 40, novelty on 50, every item)")
     print(f"{'scenario':<28}{'detected':>9}{'delay med':>10}{'delay max':>10}{'false al.':>10}"
           f"{'monitored':>10}{'by':>14}{'µs/item':>9}")
     for row in result["scenarios"]:

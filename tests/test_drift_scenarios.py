@@ -8,10 +8,12 @@ shifts at a known point (detected, and how soon), a gradual shift.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from detectors.drift import EmbeddingDriftConfig, EmbeddingDriftDetector
 from detectors.drift import scenarios as sc
@@ -19,6 +21,16 @@ from detectors.embeddings import SentenceEncoder, cached_encode
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_SIZE = 8000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # The MMD test's matrices are small; on a busy 2-core machine one intra-op thread is
+    # several times faster than two fighting for cores. Restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

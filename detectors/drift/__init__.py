@@ -1,4 +1,4 @@
-"""Drift detectors: embedding drift (MMD² + centroid shift) and scalar drift (river).
+"""Drift detectors: embedding drift (MMD² + centroid shift + novelty count) and scalar drift (river).
 
 Pure: vectors and numbers in, ``detectors.findings.Finding`` out. See ``docs/DRIFT.md``.
 """
@@ -9,6 +9,7 @@ from detectors.drift.config import (
     DriftConfig,
     EmbeddingDriftConfig,
     EncoderConfig,
+    NoveltyConfig,
     ReferenceConfig,
     SamplingConfig,
     ScalarDriftConfig,
@@ -16,6 +17,7 @@ from detectors.drift.config import (
 )
 from detectors.drift.embedding import EmbeddingDriftDetector
 from detectors.drift.mmd import MMDPermutationTest, MMDResult
+from detectors.drift.novelty import NoveltyMonitor
 from detectors.drift.sampling import RiskSampler
 from detectors.drift.scalar import ScalarDrift, ScalarDriftMonitor
 from detectors.drift.scan import StreamDriftScan
@@ -29,6 +31,8 @@ __all__ = [
     "EncoderConfig",
     "MMDPermutationTest",
     "MMDResult",
+    "NoveltyConfig",
+    "NoveltyMonitor",
     "ReferenceConfig",
     "RiskSampler",
     "SamplingConfig",

@@ -64,13 +64,25 @@ class CentroidConfig(_Strict):
 
     enabled: bool = True
     window_size: int = Field(default=40, ge=5)
+    budget_share: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
+class NoveltyConfig(_Strict):
+    """The always-on novelty count: items with no close reference neighbour (new topics)."""
+
+    enabled: bool = True
+    window_size: int = Field(default=50, ge=5)
+    quantile: float = Field(default=0.05, gt=0.0, lt=0.5)
+    budget_share: float = Field(default=0.3, ge=0.0, le=1.0)
 
 
 class EmbeddingDriftConfig(_Strict):
-    """MMD² permutation test every ``test_every`` items plus the centroid check on every item.
+    """MMD² permutation test every ``test_every`` items; centroid and novelty checks on every
+    item.
 
     The false-alarm budget is ``1 / expected_run_length`` alarms per stable item, split
-    between the two checks (``mmd_budget_share`` to the MMD test); see ``docs/DRIFT.md``.
+    between the checks by their ``budget_share`` (``mmd_budget_share`` for the MMD test); the
+    shares of the enabled checks must add up to at most 1. See ``docs/DRIFT.md``.
     """
 
     enabled: bool = True
@@ -82,8 +94,9 @@ class EmbeddingDriftConfig(_Strict):
     test_every: int = Field(default=100, ge=1)
     n_permutations: int | None = Field(default=None, ge=100)
     expected_run_length: float = Field(default=100_000, ge=100)
-    mmd_budget_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    mmd_budget_share: float = Field(default=0.4, ge=0.0, le=1.0)
     centroid: CentroidConfig = CentroidConfig()
+    novelty: NoveltyConfig = NoveltyConfig()
     realert_after: int = Field(default=1000, ge=1)
     top_moved: int = Field(default=5, ge=0, le=100)
     device: str = "auto"
@@ -92,8 +105,7 @@ class EmbeddingDriftConfig(_Strict):
     @property
     def mmd_alpha(self) -> float:
         """Per-test significance: the MMD share of alarms per item times items per test."""
-        share = self.mmd_budget_share if self.centroid.enabled else 1.0
-        return share * self.test_every / self.expected_run_length
+        return self.mmd_budget_share * self.test_every / self.expected_run_length
 
     @property
     def permutations(self) -> int:
@@ -108,7 +120,12 @@ class EmbeddingDriftConfig(_Strict):
     @property
     def centroid_alpha(self) -> float:
         """Per-item significance of the centroid check."""
-        return (1.0 - self.mmd_budget_share) / self.expected_run_length
+        return self.centroid.budget_share / self.expected_run_length
+
+    @property
+    def novelty_alpha(self) -> float:
+        """Per-item significance of the novelty check."""
+        return self.novelty.budget_share / self.expected_run_length
 
     @model_validator(mode="after")
     def _consistent(self) -> EmbeddingDriftConfig:
@@ -117,10 +134,20 @@ class EmbeddingDriftConfig(_Strict):
                 f"drift.embedding.window_size={self.window_size} must be below"
                 f" reference.size={self.reference.size}"
             )
-        if self.centroid.enabled and self.centroid.window_size >= self.reference.size:
+        for name, check in (("centroid", self.centroid), ("novelty", self.novelty)):
+            if check.enabled and check.window_size >= self.reference.size:
+                raise ValueError(
+                    f"drift.embedding.{name}.window_size={check.window_size} must be"
+                    f" below reference.size={self.reference.size}"
+                )
+        shares = self.mmd_budget_share + sum(
+            c.budget_share for c in (self.centroid, self.novelty) if c.enabled
+        )
+        if shares > 1.0 + 1e-9:
             raise ValueError(
-                f"drift.embedding.centroid.window_size={self.centroid.window_size} must be"
-                f" below reference.size={self.reference.size}"
+                f"drift.embedding: budget shares add up to {shares:.3g} (mmd_budget_share +"
+                " centroid.budget_share + novelty.budget_share of the enabled checks); lower"
+                " them to a total of at most 1"
             )
         if self.n_permutations is not None and self.mmd_alpha > 0:
             needed = math.ceil(1.0 / self.mmd_alpha)
@@ -130,8 +157,8 @@ class EmbeddingDriftConfig(_Strict):
                     f" per-test significance {self.mmd_alpha:.2g} (test_every/expected_run_length"
                     f" x mmd_budget_share); set n_permutations >= {needed}"
                 )
-        if not self.centroid.enabled and self.mmd_budget_share == 0:
-            raise ValueError("drift.embedding: mmd_budget_share=0 with the centroid disabled tests nothing")
+        if shares <= 0:
+            raise ValueError("drift.embedding: every check is disabled or has budget_share 0")
         return self
 
 

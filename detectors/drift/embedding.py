@@ -13,6 +13,7 @@ import numpy as np
 from detectors.drift.centroid import CentroidShiftMonitor
 from detectors.drift.config import EmbeddingDriftConfig
 from detectors.drift.mmd import MMDPermutationTest, MMDResult
+from detectors.drift.novelty import NoveltyMonitor
 from detectors.embeddings import select_device
 from detectors.findings import Finding
 
@@ -35,12 +36,13 @@ def decode_vectors(blob: Mapping[str, Any]) -> np.ndarray:
 class EmbeddingDriftDetector:
     """Drift of one embedding stream against a reference window.
 
-    Two checks share a false-alarm budget of ``1 / expected_run_length`` alarms per stable
+    Three checks share a false-alarm budget of ``1 / expected_run_length`` alarms per stable
     item (``docs/DRIFT.md``): every ``test_every`` items, the unbiased MMD² (RBF kernel,
     median-heuristic bandwidth) between the reference and the latest ``window_size`` items with
     a permutation p-value (Gretton et al., JMLR 2012); on every item, the shift of the latest
-    ``centroid.window_size`` items' centroid (``CentroidShiftMonitor``). After a finding the
-    detector stays quiet for ``realert_after`` items, then reports again if drift persists.
+    items' centroid (``CentroidShiftMonitor``) and the count of latest items with no close
+    reference neighbour (``NoveltyMonitor``). After a finding the detector stays quiet for
+    ``realert_after`` items, then reports again if drift persists.
 
     The reference is the first ``reference.size`` items (baseline) and changes only through
     ``refresh_reference``, an explicit action recorded in ``reference_history``. Vectors are
@@ -82,7 +84,8 @@ class EmbeddingDriftDetector:
         self.subject = dict(subject or {})
         self.config_version = config_version
         self.device = select_device(self.config.device)
-        keep = max(self.config.window_size, self.config.centroid.window_size)
+        keep = max(self.config.window_size, self.config.centroid.window_size,
+                   self.config.novelty.window_size)
         if self.config.reference.mode == "rolling":
             keep = max(keep, self.config.reference.size)
         self._recent: deque[tuple[np.ndarray, str]] = deque(maxlen=keep)
@@ -96,6 +99,7 @@ class EmbeddingDriftDetector:
         self.drift_detected = False
         self._mmd: MMDPermutationTest | None = None
         self._centroid: CentroidShiftMonitor | None = None
+        self._novelty: NoveltyMonitor | None = None
 
     # -- reference -------------------------------------------------------------------------
     def _install_reference(self, vectors: np.ndarray, at: float, reason: str) -> None:
@@ -120,9 +124,14 @@ class EmbeddingDriftDetector:
             alpha=cfg.mmd_alpha,
         )
         self._centroid = None
-        if cfg.centroid.enabled:
+        if cfg.centroid.enabled and cfg.centroid.budget_share > 0:
             self._centroid = CentroidShiftMonitor(
                 self.reference, cfg.centroid.window_size, cfg.centroid_alpha
+            )
+        self._novelty = None
+        if cfg.novelty.enabled and cfg.novelty.budget_share > 0:
+            self._novelty = NoveltyMonitor(
+                self.reference, cfg.novelty.window_size, cfg.novelty.quantile, cfg.novelty_alpha
             )
 
     def refresh_reference(
@@ -180,10 +189,15 @@ class EmbeddingDriftDetector:
         centroid_hit, centroid_score = False, 0.0
         if self._centroid is not None:
             centroid_hit, centroid_score = self._centroid.update(v)
+        novelty_hit, novelty_count = False, 0
+        if self._novelty is not None:
+            novelty_hit, novelty_count = self._novelty.update(v)
         if self.position <= self.quiet_until:
             return None
         finding = None
-        if centroid_hit:
+        if novelty_hit:
+            finding = self._novelty_finding(novelty_count, at)
+        elif centroid_hit:
             finding = self._centroid_finding(centroid_score, at)
         elif self._mmd_due():
             result = self._run_mmd()
@@ -243,6 +257,22 @@ class EmbeddingDriftDetector:
         }
         return Finding("drift.embedding", self.subject, score, self._centroid.threshold, at,
                        severity="warning", evidence=evidence, detector=DETECTOR)
+
+    def _novelty_finding(self, count: int, at: float) -> Finding:
+        assert self._novelty is not None
+        w = self._novelty.window_size
+        vectors, ids = self._window(w)
+        novel = self._novelty.novelty(vectors)
+        order = np.argsort(-novel)[: self.config.top_moved]
+        evidence = self._evidence("novelty", w) | {
+            "p_value": self._novelty.p_value(count),
+            "alpha": self.config.novelty_alpha,
+            "novelty_cut": self._novelty.cut,
+            "unit": "items with no reference neighbour above the cut, in the window",
+            "moved_ids": [ids[i] for i in order],
+        }
+        return Finding("drift.embedding", self.subject, float(count), float(self._novelty.threshold),
+                       at, severity="warning", evidence=evidence, detector=DETECTOR)
 
     def _mmd_finding(self, result: MMDResult, at: float) -> Finding:
         _, ids = self._window(self.config.window_size)
@@ -315,7 +345,9 @@ class EmbeddingDriftDetector:
             det._baseline = list(zip(decode_vectors(state["baseline"]), state["baseline_ids"], strict=True))
         if state["recent"] is not None:
             det._recent.extend(zip(decode_vectors(state["recent"]), state["recent_ids"], strict=True))
+            recent = decode_vectors(state["recent"])
             if det._centroid is not None:
-                w = det._centroid.window_size
-                det._centroid.load_window(decode_vectors(state["recent"])[-w:])
+                det._centroid.load_window(recent[-det._centroid.window_size :])
+            if det._novelty is not None:
+                det._novelty.load_window(recent[-det._novelty.window_size :])
         return det
