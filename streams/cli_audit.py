@@ -1,0 +1,127 @@
+"""``warden audit verify|prove``: check the tamper-evident audit log (docs/AUDIT.md).
+
+``verify`` recomputes every record hash, chain link, checkpoint root and signature and exits
+1 at the first broken record of any partition (0 when all hold). ``prove RECORD_ID`` prints
+an RFC 6962 inclusion proof of one decision as JSON, checkable with
+``sinks.audit_merkle.verify_inclusion`` and the public key alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.config import WardenSettings
+
+if TYPE_CHECKING:
+    from sinks.audit import AuditLog
+
+audit_app = typer.Typer(help="Tamper-evident audit log: verify the chain, prove a record.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def signing_key() -> bytes | None:
+    """The Ed25519 seed from ``WARDEN_AUDIT_SIGNING_KEY`` (64 hex digits), or None.
+
+    The only place the audit CLI reads the environment; it moves to
+    ``WardenSettings.audit_signing_key`` (SecretStr) once that field exists.
+    """
+    text = os.environ.get("WARDEN_AUDIT_SIGNING_KEY")
+    if not text:
+        return None
+    from sinks.audit_signing import parse_seed
+
+    try:
+        return parse_seed(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def parse_time(text: str | None, option: str) -> float | None:
+    """ISO 8601 (``2026-01-31``, ``2026-01-31T12:00:00Z``) → epoch seconds; naive means UTC."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{option} {text!r} is not an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from exc
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def open_log() -> AuditLog:
+    from sinks.audit import AuditLog
+    from sinks.clickhouse import ClickHouseStore
+
+    key = signing_key()  # before opening: a bad key must not leave the engine open
+    store = ClickHouseStore(WardenSettings().clickhouse_dsn)
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
+    return AuditLog(store, signing_key=key)
+
+
+@audit_app.command("verify")
+def verify(
+    from_: Annotated[str | None, typer.Option("--from", help="first decision time, ISO 8601 (UTC if no zone)")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="last decision time, ISO 8601")] = None,
+    partition: Annotated[str | None, typer.Option(help="only this partition, e.g. findings.v1/0")] = None,
+) -> None:
+    """Recompute chain and checkpoints; exit 1 at the first broken record."""
+    log = open_log()
+    try:
+        report = log.verify(partition, parse_time(from_, "--from"), parse_time(to, "--to"))
+    finally:
+        log.store.close()
+    table = Table(title="audit verify", show_header=False)
+    for name, value in (("partitions", report.partitions), ("records", report.records),
+                        ("checkpoints", report.checkpoints), ("signatures checked", report.signatures)):
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+    if not log.verify_keys:
+        console.print("[yellow]no WARDEN_AUDIT_SIGNING_KEY: checkpoint signatures were not checked[/yellow]")
+    if report.ok:
+        console.print("[green]OK[/green]: every record hash, link, checkpoint root"
+                      + (" and signature" if log.verify_keys else "") + " holds")
+        return
+    broken = Table(title="first broken record per partition")
+    for column in ("partition", "seq", "record_id", "problem", "detail"):
+        broken.add_column(column)
+    for p in report.problems:
+        broken.add_row(p.partition, str(p.seq), p.record_id, p.kind, p.detail)
+    console.print(broken)
+    raise typer.Exit(1)
+
+
+@audit_app.command("prove")
+def prove(
+    record_id: Annotated[str, typer.Argument(help="e.g. finding:<finding_id>, alert:<alert_id>/<count>")],
+    partition: Annotated[str | None, typer.Option(help="when the id is in several partitions")] = None,
+) -> None:
+    """Print an inclusion proof of RECORD_ID against the latest checkpoint covering it (JSON)."""
+    from sinks.audit import AuditError
+
+    log = open_log()
+    try:
+        proof = log.prove(record_id, partition)
+    except AuditError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        log.store.close()
+    body = proof.to_json()
+    if log.signer is not None:
+        body["public_key"] = log.signer.public_key.hex()
+    typer.echo(json.dumps(body, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")
