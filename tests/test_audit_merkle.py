@@ -110,8 +110,9 @@ def test_record_hash_binds_every_field() -> None:
     for name, value in changes.items():
         assert record_hash(**{**base, name: value}) != reference, name  # type: ignore[arg-type]
     # length prefixes: moving a character between adjacent fields changes the hash
-    assert record_hash("pr", 3, "x", "finding", 10, base["payload_sha256"], GENESIS_HASH) != \
-        record_hash("p", 3, "rx", "finding", 10, base["payload_sha256"], GENESIS_HASH)  # type: ignore[arg-type]
+    digest = payload_digest("{}")
+    assert record_hash("pr", 3, "x", "finding", 10, digest, GENESIS_HASH) != \
+        record_hash("p", 3, "rx", "finding", 10, digest, GENESIS_HASH)
     assert canonical_json({"b": 2, "a": 1}) == canonical_json({"a": 1, "b": 2})
 
 
