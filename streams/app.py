@@ -128,7 +128,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
             ack = manual_acks(stream)
             async for events in stream.take_events(DECIDE_BATCH, within=0.1):
                 for record in (e.value for e in events):
-                    for alert in wiring.alerts_for(record):
+                    for alert in wiring.alerts_for(record, route_state):
                         await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
                     for signal in wiring.decide(record, route_state):
                         await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
@@ -159,6 +159,18 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                              ("breaker_events", breaker), ("change_events", changes),
                              ("dead_letters", dead)):
             _sink_agent(app, source, name, settings, wiring)
+
+    @app.timer(interval=5.0)
+    async def measure_lag() -> None:
+        consumer = app.consumer
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            committed = consumer._committed_offset.get(tp)  # Faust keeps no public accessor
+            if committed is None:
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, consumer.highwater(tp) - committed)
+        for name, value in lag.items():
+            METRICS.consumer_lag.labels(name).set(value)
 
     @app.page("/sql")
     async def sql(web: Any, request: Any) -> Any:

@@ -21,6 +21,7 @@ from detectors.breaker import (
     parse_target,
 )
 from detectors.findings import Finding
+from streams.alerting import AlertGrouper, GroupingPolicy
 from streams.config import WardenSettings
 from streams.records import BreakerSignal, BreakerState
 
@@ -55,9 +56,10 @@ def traffic_finding(route: str, model: str, requests: int, errors: int, at: floa
 
 
 class BreakerDecider:
-    def __init__(self, policy: BreakerPolicy):
+    def __init__(self, policy: BreakerPolicy, grouping: GroupingPolicy | None = None):
         self.policy = policy
-        self._engines: dict[str, tuple[int, BreakerPolicyEngine]] = {}
+        self.grouping = grouping or GroupingPolicy()
+        self._engines: dict[str, tuple[int, BreakerPolicyEngine, AlertGrouper]] = {}
         self.alert_only: list[Transition] = []
 
     @classmethod
@@ -69,19 +71,31 @@ class BreakerDecider:
         return kind not in CONTROL_KINDS
 
     def engine(self, route: str, states: Mapping[str, Any]) -> BreakerPolicyEngine:
+        return self._route(route, states)[1]
+
+    def grouper(self, route: str, states: Mapping[str, Any]) -> AlertGrouper:
+        return self._route(route, states)[2]
+
+    def _route(self, route: str, states: Mapping[str, Any]) -> tuple[int, BreakerPolicyEngine, AlertGrouper]:
         stored = states.get(route)
         cached = self._engines.get(route)
         if cached is not None and (stored is None or stored.get("seq") == cached[0]):
-            return cached[1]
-        engine = (BreakerPolicyEngine.from_state(stored["engine"], self.policy) if stored
-                  else BreakerPolicyEngine(self.policy))
-        self._engines[route] = (int(stored.get("seq", 0)) if stored else 0, engine)
-        return engine
+            return cached
+        if stored:
+            loaded = (int(stored.get("seq", 0)), BreakerPolicyEngine.from_state(stored["engine"], self.policy),
+                      AlertGrouper(self.grouping, dict(stored.get("alerts") or {})))
+        else:
+            loaded = (0, BreakerPolicyEngine(self.policy), AlertGrouper(self.grouping))
+        self._engines[route] = loaded
+        return loaded
+
+    def save(self, route: str, states: MutableMapping[str, Any]) -> None:
+        seq, engine, grouper = self._engines[route]
+        self._engines[route] = (seq + 1, engine, grouper)
+        states[route] = {"seq": seq + 1, "engine": engine.to_state(), "alerts": grouper.to_state()}
 
     def _save(self, route: str, engine: BreakerPolicyEngine, states: MutableMapping[str, Any]) -> None:
-        seq = self._engines[route][0] + 1
-        self._engines[route] = (seq, engine)
-        states[route] = {"seq": seq, "engine": engine.to_state()}
+        self.save(route, states)
 
     def on_finding(self, finding: Finding, states: MutableMapping[str, Any]) -> list[BreakerSignal]:
         route = finding.subject.get("route", "")

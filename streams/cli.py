@@ -68,13 +68,34 @@ def kafka_status() -> None:
 
 
 @schema_app.command("apply")
-def schema_apply() -> None:
-    """Apply missing migrations (idempotent; recorded in schema_migrations)."""
+def schema_apply(
+    cluster: Annotated[str | None, typer.Option(
+        help="ClickHouse cluster (remote_servers name): Replicated local tables, Distributed tables, "
+             "ON CLUSTER (docs/SCALING.md)")] = None,
+    retention: Annotated[Path | None, typer.Option(
+        help="YAML of TTLs per data class (sinks.retention.RetentionSettings)", exists=True,
+        dir_okay=False)] = None,
+    ttl: Annotated[list[str] | None, typer.Option(
+        "--ttl", help="CLASS=N, e.g. traces_days=90 or audit_years=7 (repeatable; over --retention)")] = None,
+) -> None:
+    """Apply missing migrations (idempotent; recorded in schema_migrations), then retention
+    when --retention or --ttl is given."""
     from sinks.clickhouse import ClickHouseStore
+    from sinks.migrations_runner import MigrationError, apply_schema
+    from sinks.retention import RetentionError
 
     store = ClickHouseStore(settings().clickhouse_dsn)
-    applied = store.migrate()
+    try:
+        report = apply_schema(store, cluster=cluster, retention_file=retention, ttl_overrides=ttl or [])
+    except (MigrationError, RetentionError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    finally:
+        store.close()
+    applied = report.applied
     console.print(f"applied: {', '.join(applied) if applied else 'nothing, schema is current'}")
+    for statement in report.retention:
+        console.print(f"retention: {statement}")
 
 
 def run_sql(query: str, fmt: str = "JSONEachRow", s: WardenSettings | None = None) -> bytes:
@@ -138,6 +159,17 @@ def alerts_tail(
 
     tail_alerts(settings(), console, severity=severity, route=route, from_beginning=from_beginning,
                 max_alerts=max_alerts, idle_timeout_s=idle_timeout)
+
+
+@alerts_app.command("forward")
+def alerts_forward(
+    url: Annotated[str, typer.Option(help="Alertmanager base URL, e.g. http://alertmanager:9093")],
+    severity: Annotated[str, typer.Option(help="minimum severity to forward")] = "warning",
+) -> None:
+    """Forward alerts to an Alertmanager-compatible webhook (at least once)."""
+    from streams.forwarder import forward_alerts
+
+    forward_alerts(settings(), url, min_severity=severity)
 
 
 @app.command()

@@ -98,12 +98,15 @@ class Governor:
     def scope(self, key: str, subject: Mapping[str, str], states: Mapping[str, Any]) -> ScopeDetectors:
         stored = states.get(key)
         cached = self._scopes.get(key)
-        # The table is the truth; the cache only saves a decode when it still matches it
-        # (after a rebalance another worker may have advanced this scope).
-        if cached is not None and (stored is None or stored.get("seq") == cached.seq):
+        # The table is the truth; the cache only saves a decode while the table still holds
+        # what this cache last wrote or read (after a rebalance another worker may have
+        # advanced this scope). Mid-batch the cache is ahead of the table by design.
+        saved = None if stored is None else stored.get("seq")
+        if cached is not None and saved == cached.saved_seq:
             return cached
         scope = (ScopeDetectors.from_state(stored, self.config) if stored
                  else ScopeDetectors(subject, self.config, learn_until=self.context.learn_until))
+        scope.saved_seq = saved
         self._scopes[key] = scope
         return scope
 
@@ -139,6 +142,7 @@ class Governor:
             if scope is None:
                 continue
             states[key] = scope.to_state()
+            scope.saved_seq = scope.seq
             if scope.batch_requests:
                 traffic.append(traffic_finding(scope.subject["route"], scope.subject["model"],
                                                scope.batch_requests, scope.batch_errors, scope.batch_last_at))

@@ -22,6 +22,8 @@ class WorkerMetrics:
                                        registry=self.registry)
         self.breaker_open = Gauge("warden_breaker_open", "1 when a target's breaker is open or half-open",
                                   ["target"], registry=self.registry)
+        self.consumer_lag = Gauge("warden_consumer_lag", "Records behind the partition end, per topic",
+                                  ["topic"], registry=self.registry)
         self.redactions = Counter("warden_redactions_total", "Values redacted", ["entity"],
                                   registry=self.registry)
 

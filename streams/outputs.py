@@ -36,8 +36,7 @@ def summary_for(finding: Finding) -> str:
 def alert_for(finding: Finding, *, owner: str = "", oncall: str = "", config_version: str = "") -> Alert:
     """One alert per finding; repeats share ``dedup_key`` so SRE tooling can group them."""
     subject = finding.subject
-    dedup_key = "|".join([finding.kind.split(".")[0], subject.get("tenant", ""), subject.get("route", ""),
-                          subject.get("model", "")])
+    dedup_key = "|".join([finding.kind, *(f"{k}={v}" for k, v in sorted(subject.items()))])
     at = _ts(finding.at)
     return Alert(
         alert_id=finding.finding_id,

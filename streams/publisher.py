@@ -37,6 +37,17 @@ class PublisherStats:
                 "dropped_buffer_full": self.dropped_buffer_full, "failed": self.failed}
 
 
+class _ClosedProducer:
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        raise KafkaException("TracePublisher is closed: create a new one to publish again")
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
 class TracePublisher:
     """Publish ``InferenceTrace`` records (or their dicts) to the raw topic.
 
@@ -110,7 +121,10 @@ class TracePublisher:
         return int(self._producer.flush(timeout_s))
 
     def close(self, timeout_s: float = 30.0) -> int:
-        return self.flush(timeout_s)
+        """Flush, then release the client (its threads stop); returns traces left undelivered."""
+        left = self.flush(timeout_s)
+        self._producer = _ClosedProducer()  # type: ignore[assignment]
+        return left
 
     def __enter__(self) -> TracePublisher:
         return self

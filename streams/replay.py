@@ -23,7 +23,6 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -45,7 +44,6 @@ from streams.values import completion_text, cost_sample, cost_sample_record, pro
 
 CHUNK = 500  # the govern agent's batch size (streams.app.GOVERN_BATCH)
 CLASSIFICATION_RISK = {"public": "low", "internal": "medium", "confidential": "high", "restricted": "high"}
-NO_STORED_STATE: Mapping[str, Any] = MappingProxyType({})
 TEXT_CACHE_MAX = 50_000  # distinct texts whose vectors are kept (templated traffic repeats itself)
 
 
@@ -298,11 +296,7 @@ class Replay:
         newest = 0.0
         for (line, trace), trace_vectors in zip(traces, vectors, strict=True):
             try:
-                # Replay owns every scope, so the governor's cache is the truth. The stored
-                # states are not handed back: Governor.scope compares the stored seq with the
-                # cached scope's seq, which moves on every observe, so within a batch it would
-                # re-decode the checkpoint and drop the batch's earlier traces.
-                out = self.governor.govern(trace, NO_STORED_STATE)
+                out = self.governor.govern(trace, self.states)
                 drift = self.drift.observe(trace, trace_vectors)
             except Exception as exc:  # a detector bug must not stop the replay (nor the worker)
                 batch.errors.append(ReplayError(line, "processing_error", f"{type(exc).__name__}: {exc}"))

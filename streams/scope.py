@@ -62,6 +62,7 @@ class ScopeDetectors:
         self.versions = versions or VersionWatcher(own.versions, learn_until=learn_until)
         self.components = components or UnownedComponentTracker(own.components)
         self.seq = 0
+        self.saved_seq: int | None = None  # seq last written to / read from the table
         # Traffic since the last checkpoint, summarised once per batch for the breaker.
         self.batch_requests = 0
         self.batch_errors = 0

@@ -74,15 +74,20 @@ class Wiring:
         return record
 
     # -- decide ----------------------------------------------------------------------
-    def alerts_for(self, record: Mapping[str, Any]) -> list[Alert]:
+    def alerts_for(self, record: Mapping[str, Any], states: MutableMapping[str, Any]) -> list[Alert]:
+        """The alert for a finding, unless its group already reported it recently."""
         finding = finding_from_record(record)
         if not self.decider.alerts_for_kind(finding.kind):
             return []
         subject = finding.subject
         page = self.governor.config.registry.owner_to_page(
             subject.get("route", ""), subject.get("application", ""), subject.get("model", ""))
-        return [alert_for(finding, owner=page.team if page else "", oncall=page.oncall if page else "",
-                          config_version=str(record.get("config_version", "")))]
+        alert = alert_for(finding, owner=page.team if page else "", oncall=page.oncall if page else "",
+                          config_version=str(record.get("config_version", "")))
+        route = subject.get("route", "")
+        offered = self.decider.grouper(route, states).offer(alert)
+        self.decider.save(route, states)
+        return [offered] if offered is not None else []
 
     def decide(self, record: Mapping[str, Any], states: MutableMapping[str, Any]) -> list[BreakerSignal]:
         signals = self.decider.on_finding(finding_from_record(record), states)
