@@ -12,6 +12,7 @@ own id as a second line of defence (a batch re-cut differently after a restart).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -151,10 +152,9 @@ class ClickHouseStore:
 
     def close(self) -> None:
         with self._lock:
-            try:
+            # Closing a dead connection is not worth a crash at shutdown.
+            with contextlib.suppress(Exception):
                 self._client.close()
-            except Exception:  # closing a dead connection is not worth a crash at shutdown
-                pass
 
 
 def batch_token(table: str, keys: Sequence[str]) -> str:
