@@ -151,10 +151,9 @@ class ClickHouseStore:
             return client.command(sql)
 
     def close(self) -> None:
-        with self._lock:
-            # Closing a dead connection is not worth a crash at shutdown.
-            with contextlib.suppress(Exception):
-                self._client.close()
+        # Closing a dead connection is not worth a crash at shutdown.
+        with self._lock, contextlib.suppress(Exception):
+            self._client.close()
 
 
 def batch_token(table: str, keys: Sequence[str]) -> str:
