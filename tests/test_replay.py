@@ -243,7 +243,7 @@ def test_cli_stdout_and_exit_zero_on_a_clean_file(config_dir: Path, tmp_path: Pa
 
 
 def test_traffic_summaries_are_not_findings(replayed: ReplayBatch) -> None:
-    kinds = defaultdict(int)
+    kinds: defaultdict[str, int] = defaultdict(int)
     for f in replayed.findings:
         kinds[f["kind"]] += 1
     assert "breaker.traffic" not in kinds
