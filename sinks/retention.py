@@ -66,7 +66,7 @@ class RetentionSettings(BaseModel):
             name, sep, number = pair.partition("=")
             if not sep or not number.strip().isdigit():
                 raise RetentionError(f"--ttl {pair!r}: write CLASS=N, e.g. traces_days=90 "
-                                     f"(classes: {', '.join(f for f in self.model_fields if f != 'version')})")
+                                     f"(classes: {', '.join(f for f in type(self).model_fields if f != 'version')})")
             values[name.strip()] = int(number)
         return self.parse(values, source="--ttl")
 
