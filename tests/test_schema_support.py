@@ -37,6 +37,10 @@ def fresh_store(tmp_path: Path) -> Iterator[ClickHouseStore]:
         yield store
     finally:
         store.close()
+        # ClickHouseStore.close() leaves the analysts' readonly session open, and chDB keeps
+        # the engine (and its path) while any session lives.
+        if store._readonly_client is not None:
+            store._readonly_client.close()
 
 
 def redactor(key: bytes) -> Redactor:
