@@ -60,6 +60,13 @@ class Finding:
         )
         return hashlib.sha256(basis.encode()).hexdigest()[:24]
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """Inverse of :meth:`to_dict` (``finding_id`` is recomputed, not trusted)."""
+        return cls(str(data["kind"]), dict(data.get("subject") or {}), float(data["score"]),
+                   float(data["threshold"]), float(data["at"]), str(data.get("severity", "warning")),
+                   dict(data.get("evidence") or {}), str(data.get("detector", "")))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "finding_id": self.finding_id,

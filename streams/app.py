@@ -96,7 +96,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
                         continue
                     try:
-                        out = wiring.governor.govern(trace, scope_state)
+                        out = wiring.governor.govern(trace, scope_state, (msg.partition, msg.offset))
                     except Exception as exc:  # a detector bug must not stop the stream
                         log.exception("govern_failed", partition=msg.partition, offset=msg.offset)
                         rejection = RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}")
@@ -202,7 +202,8 @@ def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: Ward
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
             started = time.perf_counter()
             batch = [e.value for e in events]
-            if not await loop.run_in_executor(None, wiring.write_batch, table, batch):
+            partitions = [e.message.partition for e in events]
+            if not await loop.run_in_executor(None, wiring.write_batch, table, batch, partitions):
                 # Stopping mid-retry: the batch stays unacknowledged and Kafka replays it.
                 return
             await ack(events)

@@ -218,7 +218,7 @@ def _register_optional() -> None:
     import importlib
 
     for module in ("streams.cli_redact", "streams.cli_drift", "streams.cli_replay", "streams.cli_change",
-                   "streams.cli_breaker"):
+                   "streams.cli_breaker", "streams.cli_audit"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

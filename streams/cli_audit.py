@@ -9,7 +9,6 @@ an RFC 6962 inclusion proof of one decision as JSON, checkable with
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,14 +27,11 @@ err = Console(stderr=True)
 
 
 def signing_key() -> bytes | None:
-    """The Ed25519 seed from ``WARDEN_AUDIT_SIGNING_KEY`` (64 hex digits), or None.
-
-    The only place the audit CLI reads the environment; it moves to
-    ``WardenSettings.audit_signing_key`` (SecretStr) once that field exists.
-    """
-    text = os.environ.get("WARDEN_AUDIT_SIGNING_KEY")
-    if not text:
+    """The Ed25519 seed from settings (``WARDEN_AUDIT_SIGNING_KEY``, 64 hex digits), or None."""
+    secret = WardenSettings().audit_signing_key
+    if secret is None:
         return None
+    text = secret.get_secret_value()
     from sinks.audit_signing import parse_seed
 
     try:

@@ -77,6 +77,9 @@ class WardenSettings(BaseSettings):
     role: Literal["all", "govern", "sink"] = "all"
     log_level: str = "INFO"
     pseudonym_key: SecretStr | None = None
+    # Ed25519 seed (64 hex digits) that signs audit checkpoints; unsigned when absent.
+    audit_signing_key: SecretStr | None = None
+    audit_checkpoint_every: int = 1000
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
     def topic(self, name: str) -> str:

@@ -110,7 +110,10 @@ class Governor:
         self._scopes[key] = scope
         return scope
 
-    def govern(self, trace: InferenceTrace, states: Mapping[str, Any]) -> Governed:
+    def govern(self, trace: InferenceTrace, states: Mapping[str, Any],
+               position: tuple[int, int] | None = None) -> Governed:
+        """Redact and score one trace; ``position`` (partition, offset) makes a replayed
+        trace idempotent for the detectors' state."""
         redacted, redaction = self.redactor.redact_trace(trace.model_dump(mode="json"))
         redacted["redaction"] = redaction.to_dict()
         if self.accountant is not None:
@@ -118,9 +121,13 @@ class Governor:
             redacted["cost_usd"] = costing.cost_usd
         subject = scope_subject(trace)
         scope = self.scope(trace.partition_key, subject, states)
+        if position is not None and scope.already_applied(*position):
+            return Governed(redacted, scope.replayed(*position))
         at = trace.timestamp.timestamp()
         findings = scope.observe(trace, self.context)
         findings += completion_leaks(redaction, subject, at)
+        if position is not None:
+            scope.applied_at(*position, findings)
         return Governed(redacted, findings)
 
     def advance(self, now: float, keys: set[str]) -> list[Finding]:
@@ -141,6 +148,7 @@ class Governor:
             scope = self._scopes.get(key)
             if scope is None:
                 continue
+            scope.close_batch()
             states[key] = scope.to_state()
             scope.saved_seq = scope.seq
             if scope.batch_requests:

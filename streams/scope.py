@@ -63,6 +63,13 @@ class ScopeDetectors:
         self.components = components or UnownedComponentTracker(own.components)
         self.seq = 0
         self.saved_seq: int | None = None  # seq last written to / read from the table
+        # Effectively-once under at-least-once delivery: the highest source offset applied
+        # per partition, and the findings of the last checkpointed batch. A batch replayed
+        # after a crash is not applied twice; its findings are re-emitted from the outbox
+        # (same ids, so storage keeps one copy) in case they were lost with the crash.
+        self.applied: dict[str, int] = {}
+        self.outbox: list[list[Any]] = []
+        self.pending: list[list[Any]] = []
         # Traffic since the last checkpoint, summarised once per batch for the breaker.
         self.batch_requests = 0
         self.batch_errors = 0
@@ -87,6 +94,20 @@ class ScopeDetectors:
         findings += self.components.update(sample, context.registry)
         return findings
 
+    def already_applied(self, partition: int, offset: int) -> bool:
+        return offset <= self.applied.get(str(partition), -1)
+
+    def replayed(self, partition: int, offset: int) -> list[Finding]:
+        return [Finding.from_dict(f) for p, o, f in self.outbox if p == partition and o == offset]
+
+    def applied_at(self, partition: int, offset: int, findings: list[Finding]) -> None:
+        self.applied[str(partition)] = max(offset, self.applied.get(str(partition), -1))
+        self.pending += [[partition, offset, f.to_dict()] for f in findings]
+
+    def close_batch(self) -> None:
+        """At a checkpoint: this batch's findings become the outbox stored with the state."""
+        self.outbox, self.pending = self.pending, []
+
     def advance(self, now: float, context: Context) -> list[Finding]:
         """Time-driven resolution (settle periods, grace periods, daily counts)."""
         found = self.versions.advance(now, context.ledger, context.registry)
@@ -96,7 +117,8 @@ class ScopeDetectors:
         return found + self.components.advance(now, context.registry.version)
 
     def to_state(self) -> dict[str, Any]:
-        return {"v": 2, "seq": self.seq, "subject": self.subject,
+        return {"v": 2, "seq": self.seq, "subject": self.subject, "applied": self.applied,
+                "outbox": self.outbox,
                 "error_rate": self.error_rate.to_state(), "change": self.change.to_state(),
                 "versions": self.versions.to_state(), "components": self.components.to_state()}
 
@@ -114,4 +136,6 @@ class ScopeDetectors:
             if "components" in state else None,
         )
         scope.seq = int(state.get("seq", 0))
+        scope.applied = {str(k): int(v) for k, v in (state.get("applied") or {}).items()}
+        scope.outbox = list(state.get("outbox") or [])
         return scope

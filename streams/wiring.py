@@ -12,6 +12,8 @@ import structlog
 
 from detectors.findings import Finding
 from sinks import tables
+from sinks.audit import AuditLog, alert_records, breaker_records, finding_records
+from sinks.audit_signing import parse_seed
 from sinks.clickhouse import ClickHouseStore, batch_token
 from streams.breaking import BreakerDecider
 from streams.config import WardenSettings
@@ -24,6 +26,20 @@ from streams.records import Alert, BreakerSignal, InferenceTrace
 from streams.values import cost_sample, cost_sample_record
 
 log = structlog.get_logger("warden.worker")
+
+# Decisions (issue 10): each sink batch of these is chained into the audit log.
+AUDITED = {
+    "findings": ("findings.v1", finding_records),
+    "alerts": ("alerts.v1", alert_records),
+    "breaker_events": ("breaker.v1", breaker_records),
+}
+
+
+def audit_seed(settings: WardenSettings) -> bytes | None:
+    if settings.audit_signing_key is None:
+        return None
+    return parse_seed(settings.audit_signing_key.get_secret_value())
+
 
 LAYOUTS = {
     "traces": tables.TRACES,
@@ -45,6 +61,9 @@ class Wiring:
         self.economics = economics or Economics.from_settings(settings)
         self.changes = changes
         self._store = store
+        self.audit = (AuditLog(store, signing_key=audit_seed(settings),
+                               checkpoint_every=settings.audit_checkpoint_every)
+                      if store is not None else None)
         self.stopping = threading.Event()
         self.dead_letters_stored = 0
 
@@ -103,12 +122,17 @@ class Wiring:
         return self.decider.tick(time.time(), states)
 
     # -- sinks -----------------------------------------------------------------------
-    def write_batch(self, table: str, records: Sequence[Mapping[str, Any]]) -> bool:
+    def write_batch(self, table: str, records: Sequence[Mapping[str, Any]],
+                    partitions: Sequence[int] = ()) -> bool:
+        """Store a batch; governance decisions are also appended to the audit chain of
+        their source partition. True once durable, False if stopping first."""
         layout = LAYOUTS[table]
         rows, keys = tables.rows_for(layout, records)
         stored = self.store.insert_until_durable(
             layout.table, layout.columns, rows, dedup_token=batch_token(layout.table, keys),
             should_stop=self.stopping.is_set)
+        if stored and table in AUDITED and self.audit is not None:
+            stored = self._audit(table, records, partitions)
         if stored:
             METRICS.rows_written.labels(table).inc(len(rows))
             if table == "dead_letters":
@@ -116,6 +140,20 @@ class Wiring:
         else:
             METRICS.sink_failures.labels(table).inc()
         return stored
+
+    def _audit(self, table: str, records: Sequence[Mapping[str, Any]], partitions: Sequence[int]) -> bool:
+        assert self.audit is not None
+        topic, to_records = AUDITED[table]
+        by_partition: dict[int, list[Mapping[str, Any]]] = {}
+        for record, partition in zip(records, partitions or [0] * len(records), strict=True):
+            by_partition.setdefault(partition, []).append(record)
+        for partition, group in sorted(by_partition.items()):
+            # One chain per source partition: exactly one writer each.
+            appended = self.audit.append_until_durable(f"{topic}/{partition}", to_records(group),
+                                                       should_stop=self.stopping.is_set)
+            if appended is None:
+                return False
+        return True
 
     def faust_credentials(self) -> Any:
         from streams.security import faust_credentials

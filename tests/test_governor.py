@@ -71,3 +71,28 @@ def test_redaction_happens_before_anything_is_returned(settings: WardenSettings)
     assert "jane.roe@example.org" not in text and "4111 1111 1111 1111" not in text
     assert out.redacted["redaction"]["counts"] == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1, "PRINCIPAL": 1}
     assert out.redacted["cost_usd"] is None or out.redacted["cost_usd"] >= 0
+
+
+def test_a_replayed_batch_is_not_applied_twice_and_re_emits_its_findings(settings: WardenSettings) -> None:
+    traces = _traces(100) + _traces(50, error_every=10)  # the burst trips inside the last batch
+    governor = Governor.from_settings(settings, load_redactor(settings))
+    states: dict = {}
+    emitted: list[str] = []
+    for start in range(0, len(traces), 50):
+        touched = set()
+        for offset, trace in enumerate(traces[start:start + 50], start):
+            emitted += [f.finding_id for f in governor.govern(trace, states, (0, offset)).findings]
+            touched.add(trace.partition_key)
+        saved, _ = governor.checkpoint(touched)
+        states.update(saved)
+    before = dict(states["support-chat|gpt-4o-mini"])
+    # A crash after the last checkpoint was written but before offsets were committed:
+    # a new worker replays the last batch from Kafka.
+    again = Governor.from_settings(settings, load_redactor(settings))
+    replayed = [f.finding_id for offset, trace in enumerate(traces[100:150], 100)
+                for f in again.govern(trace, states, (0, offset)).findings]
+    last_batch = [f.finding_id for offset, trace in enumerate(traces[100:150], 100)
+                  for f in governor._scopes["support-chat|gpt-4o-mini"].replayed(0, offset)]
+    assert last_batch and replayed == last_batch and set(replayed) <= set(emitted)
+    assert again._scopes["support-chat|gpt-4o-mini"].seq == before["seq"]
+    assert again._scopes["support-chat|gpt-4o-mini"].error_rate.to_state() == before["error_rate"]
