@@ -32,12 +32,12 @@ class RetentionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str = "default"
-    traces_days: int = Field(30, ge=1, le=36_500, description="traces and agent steps (tool_calls)")
-    findings_days: int = Field(365, ge=1, le=36_500)
-    alerts_days: int = Field(365, ge=1, le=36_500)
-    dead_letters_days: int = Field(30, ge=1, le=36_500)
-    rollups_days: int = Field(400, ge=1, le=36_500, description="traces_per_minute, findings_per_minute")
-    audit_years: int = Field(6, ge=1, le=80, description="audit_log, breaker_events, change_events")
+    traces_days: int = Field(default=30, ge=1, le=36_500, description="traces and agent steps (tool_calls)")
+    findings_days: int = Field(default=365, ge=1, le=36_500)
+    alerts_days: int = Field(default=365, ge=1, le=36_500)
+    dead_letters_days: int = Field(default=30, ge=1, le=36_500)
+    rollups_days: int = Field(default=400, ge=1, le=36_500, description="traces_per_minute, findings_per_minute")
+    audit_years: int = Field(default=6, ge=1, le=80, description="audit_log, breaker_events, change_events")
 
     @classmethod
     def from_yaml(cls, path: Path) -> RetentionSettings:

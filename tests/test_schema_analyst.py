@@ -13,7 +13,12 @@ import pytest
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.migrations_runner import MIGRATIONS_DIR, SERVER_DIR_NAME
-from tests.test_schema_support import fresh_store, governed_traces, insert_everything_else, insert_traces
+from tests.test_schema_support import (
+    fresh_store,
+    governed_traces,
+    insert_everything_else,
+    insert_traces,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PSEUDONYM = r"\\[[A-Z_]+:[0-9a-f]+\\]"  # the policy's "[{entity}:{digest}]"

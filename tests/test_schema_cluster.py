@@ -17,7 +17,14 @@ import yaml
 from typer.testing import CliRunner
 
 from sinks.clickhouse import ClickHouseStore
-from sinks.cluster import SHARDING_KEYS, ClusterRewriteError, created_tables, ledger_ddl, order_by, rewrite_statements
+from sinks.cluster import (
+    SHARDING_KEYS,
+    ClusterRewriteError,
+    created_tables,
+    ledger_ddl,
+    order_by,
+    rewrite_statements,
+)
 from sinks.migrations_runner import SERVER_VERSION_OFFSET, Migration, apply_migrations, discover_all
 from streams.cli import app
 

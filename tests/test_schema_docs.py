@@ -7,7 +7,12 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.test_schema_support import fresh_store, governed_traces, insert_everything_else, insert_traces
+from tests.test_schema_support import (
+    fresh_store,
+    governed_traces,
+    insert_everything_else,
+    insert_traces,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ANALYSTS.md"
 

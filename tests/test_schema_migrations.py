@@ -18,7 +18,13 @@ from sinks.migrations_runner import (
     apply_schema,
     discover_all,
 )
-from sinks.retention import DATA_CLASSES, RetentionError, RetentionSettings, apply_retention, current_ttls
+from sinks.retention import (
+    DATA_CLASSES,
+    RetentionError,
+    RetentionSettings,
+    apply_retention,
+    current_ttls,
+)
 from streams.cli import app
 from tests.test_schema_support import fresh_store
 

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sinks.clickhouse import ClickHouseStore
-from tests.test_schema_support import findings, fresh_store, governed_traces, insert_everything_else, insert_traces
+from tests.test_schema_support import (
+    findings,
+    fresh_store,
+    governed_traces,
+    insert_everything_else,
+    insert_traces,
+)
 
 KEY = "minute, tenant, application, route, model"
 RAW = f"""
