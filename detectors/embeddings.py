@@ -65,8 +65,9 @@ class SentenceEncoder:
     device
         ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:n]"``.
     batch_size
-        Texts per forward pass. Texts are sorted by length inside ``encode`` so batches pad
-        little.
+        Texts per forward pass; ``None``: 32 on CPU (larger batches are slower there: the
+        activations leave the cache), 256 on CUDA. Texts are sorted by length inside
+        ``encode`` so batches pad little.
     max_seq_length
         Tokens kept per text (word pieces). 128 covers prompts' openings, which is what
         topic drift is about, and bounds the cost of very long inputs.
@@ -89,7 +90,7 @@ class SentenceEncoder:
         self,
         model: str = DEFAULT_MODEL,
         device: str = "auto",
-        batch_size: int = 128,
+        batch_size: int | None = None,
         max_seq_length: int = 128,
         half_precision: bool = True,
         num_threads: int | None = None,
@@ -100,14 +101,14 @@ class SentenceEncoder:
             torch.set_num_threads(num_threads)
         self.model_name = model
         self.device = select_device(device)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (256 if self.device.startswith("cuda") else 32)
         self._model: Any = SentenceTransformer(resolve_model_path(model), device=self.device)
         self._model.max_seq_length = max_seq_length
         self.half = half_precision and self.device.startswith("cuda")
         if self.half:
             self._model.half()
-        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(dimension())
+        dimension = getattr(self._model, "get_embedding_dimension", None)
+        self.dim = int((dimension or self._model.get_sentence_embedding_dimension)() or 0)
 
     @property
     def model_id(self) -> str:

