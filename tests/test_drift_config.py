@@ -41,7 +41,7 @@ def test_notebook_written_file_round_trips(tmp_path: Path) -> None:
         ("drift: {}\n", "version"),
         ("version: 1\ndrift: {embedding: {windw_size: 3}}\n", "windw_size"),
         ("version: 1\ndrift: {embedding: {window_size: 2000}}\n", "window_size=2000 must be below"),
-        ("version: 1\ndrift: {embedding: {n_permutations: 500}}\n", "set n_permutations >= 2500"),
+        ("version: 1\ndrift: {embedding: {n_permutations: 500}}\n", "set n_permutations >= 2858"),
         ("version: 1\ndrift: {sampling: {rates: {low: 2}}}\n", "drift.sampling.rates.low=2"),
     ],
 )
@@ -55,10 +55,10 @@ def test_errors_name_the_field_and_the_fix(tmp_path: Path, yaml_text: str, messa
 def test_false_alarm_budget_is_split_between_the_checks() -> None:
     cfg = EmbeddingDriftConfig()
     per_item = cfg.mmd_alpha / cfg.test_every + cfg.centroid_alpha + cfg.novelty_alpha
-    assert per_item == pytest.approx(1 / cfg.expected_run_length)
+    assert per_item <= 1 / cfg.expected_run_length
     assert cfg.permutations * cfg.mmd_alpha >= 1.0  # p <= alpha is reachable
     alone = EmbeddingDriftConfig(mmd_budget_share=1.0, centroid=CentroidConfig(enabled=False),
                                  novelty=NoveltyConfig(enabled=False))
     assert alone.mmd_alpha == pytest.approx(cfg.test_every / cfg.expected_run_length)
-    with pytest.raises(ValueError, match="add up to 1.4"):
+    with pytest.raises(ValueError, match="add up to 1.3"):
         EmbeddingDriftConfig(mmd_budget_share=0.8)

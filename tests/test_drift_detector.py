@@ -22,7 +22,7 @@ def small_config(**changes: object) -> EmbeddingDriftConfig:
         "reference": ReferenceConfig(size=200),
         "window_size": 50,
         "test_every": 25,
-        "n_permutations": 1000,
+        "n_permutations": 1500,
         "expected_run_length": 10_000,
         "centroid": {"window_size": 20},
         "realert_after": 100,
