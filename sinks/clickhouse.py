@@ -65,8 +65,13 @@ class ClickHouseStore:
     """One client, serialised: chDB's embedded session is not safe for concurrent use, and
     a server client gains nothing from interleaving our small number of large inserts."""
 
-    def __init__(self, dsn: str, *, retry_backoff_s: float = 0.5, max_backoff_s: float = 10.0):
+    def __init__(self, dsn: str, *, retry_backoff_s: float = 0.5, max_backoff_s: float = 10.0,
+                 outage_file: Path | None = None):
         self.dsn = dsn
+        # Chaos hook for the fault suite: while this file exists the store behaves as if
+        # ClickHouse were unreachable. An embedded engine cannot be taken away from its
+        # own process any other way; with a server, stop the server instead.
+        self.outage_file = outage_file
         self._client = open_client(dsn)
         self._lock = threading.Lock()
         # Analysts get their own session with ClickHouse's readonly=2 (reads and per-query
@@ -100,6 +105,10 @@ class ClickHouseStore:
         if not rows:
             return
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        if self.outage_file is not None and self.outage_file.exists():
+            self.write_failures += 1
+            raise SinkError(f"insert of {len(rows)} rows into {table} failed: ClickHouse unreachable "
+                            f"(outage simulated by {self.outage_file})")
         try:
             with self.client() as client:
                 client.insert(table, rows, column_names=list(columns), settings=settings)
@@ -144,7 +153,7 @@ class ClickHouseStore:
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self.client() as client:
-            return list(client.query(sql, parameters=parameters).result_rows)
+            return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
 
     def command(self, sql: str) -> Any:
         with self.client() as client:
@@ -154,6 +163,8 @@ class ClickHouseStore:
         # Closing a dead connection is not worth a crash at shutdown.
         with self._lock, contextlib.suppress(Exception):
             self._client.close()
+            if self._readonly_client is not None:
+                self._readonly_client.close()
 
 
 def batch_token(table: str, keys: Sequence[str]) -> str:

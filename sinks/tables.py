@@ -65,6 +65,7 @@ def _trace_row(t: Mapping[str, Any]) -> list[Any]:
         _s(t.get("data_classification")), {str(k): _s(v) for k, v in (t.get("metadata") or {}).items()},
         _s(redaction.get("policy_version")), {str(k): int(v) for k, v in (redaction.get("counts") or {}).items()},
         _json(redaction.get("findings") or []), int(t.get("_partition", 0)), int(t.get("_offset", 0)),
+        int(bool(t.get("refused"))),
     ]
 
 
@@ -77,7 +78,7 @@ TRACES = TableLayout(
      "output_messages", "tool_calls", "tool_names", "input_tokens", "output_tokens", "cached_input_tokens",
      "finish_reasons", "ttft_ms", "latency_ms", "status", "error_type", "error_message", "cost_usd",
      "attempt", "data_classification", "metadata", "redaction_policy_version", "redaction_counts",
-     "redaction_findings", "kafka_partition", "kafka_offset"),
+     "redaction_findings", "kafka_partition", "kafka_offset", "refused"),
     _trace_row,
     lambda t: f"{t['trace_id']}/{t['span_id']}",
 )

@@ -52,7 +52,7 @@ def tail_alerts(settings: WardenSettings, console: Console, *, severity: str | N
                 continue
             last = time.monotonic()
             try:
-                alert = Alert.model_validate(json.loads(msg.value()))
+                alert = Alert.model_validate(json.loads(msg.value() or b"null"))
             except (ValidationError, ValueError):
                 continue
             if matches(alert, severity, route):

@@ -29,6 +29,7 @@ log = structlog.get_logger("warden.worker")
 
 GOVERN_BATCH = 500
 DECIDE_BATCH = 200
+DRIFT_BATCH = 256
 
 
 def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
@@ -43,8 +44,8 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
         web_enabled=True,
         datadir=str(settings.data_dir),
         broker_commit_interval=settings.commit_interval_s,
-        producer_max_request_size=16 * 1024 * 1024,
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        producer_max_request_size=20 * 1024 * 1024,
+        consumer_max_fetch_size=20 * 1024 * 1024,
         stream_wait_empty=False,
         producer_acks=-1,
         producer_compression_type="lz4",
@@ -68,13 +69,14 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     route_state = app.Table("breaker-state", default=None,
                             partitions=settings.partitions, use_partitioner=True)
     economics_state = app.Table("economics-state", default=None, partitions=1, use_partitioner=True)
+    drift_state = app.Table("drift-state", default=None, partitions=settings.partitions, use_partitioner=True)
 
     governs = settings.role in ("all", "govern")
     sinks = settings.role in ("all", "sink")
 
     if governs:
         @app.agent(raw, concurrency=1)
-        async def govern(stream: faust.StreamT) -> None:
+        async def govern(stream: Any) -> None:
             ack = manual_acks(stream)
             async for events in stream.take_events(GOVERN_BATCH, within=0.2):
                 started = time.perf_counter()
@@ -99,8 +101,8 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         out = wiring.governor.govern(trace, scope_state, (msg.partition, msg.offset))
                     except Exception as exc:  # a detector bug must not stop the stream
                         log.exception("govern_failed", partition=msg.partition, offset=msg.offset)
-                        rejection = RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}")
-                        letter = dead_letter(event.value, rejection,
+                        failure = RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}")
+                        letter = dead_letter(event.value, failure,
                                              SourcePosition(msg.topic, msg.partition, msg.offset, key))
                         await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
                         continue
@@ -124,7 +126,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                 METRICS.stage_seconds.labels("govern").observe(time.perf_counter() - started)
 
         @app.agent(findings, concurrency=1)
-        async def decide(stream: faust.StreamT) -> None:
+        async def decide(stream: Any) -> None:
             ack = manual_acks(stream)
             async for events in stream.take_events(DECIDE_BATCH, within=0.1):
                 for record in (e.value for e in events):
@@ -137,7 +139,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                 await ack(events)
 
         @app.agent(usage, concurrency=1)
-        async def economics(stream: faust.StreamT) -> None:
+        async def economics(stream: Any) -> None:
             ack = manual_acks(stream)
             async for events in stream.take_events(GOVERN_BATCH, within=0.5):
                 for finding in wiring.economics.update([e.value for e in events], economics_state):
@@ -145,6 +147,29 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     await findings.send(key=finding.subject.get("route", "").encode(),
                                         value=wiring.finding_record(finding))
                 await ack(events)
+
+        @app.agent(redacted, concurrency=1)
+        async def drift(stream: Any) -> None:
+            # Its own agent over the redacted topic: the encoder's cost shows as drift lag,
+            # never as redaction or storage lag.
+            loop = asyncio.get_running_loop()
+            ack = manual_acks(stream)
+            async for events in stream.take_events(DRIFT_BATCH, within=1.0):
+                started = time.perf_counter()
+                found, due = await loop.run_in_executor(None, wiring.drift_batch, [e.value for e in events],
+                                                        drift_state)
+                for key, state in due.items():
+                    drift_state[key] = state
+                for finding in found:
+                    METRICS.findings.labels(finding.kind).inc()
+                    await findings.send(key=finding.subject.get("route", "").encode(),
+                                        value=wiring.finding_record(finding))
+                await ack(events)
+                METRICS.stage_seconds.labels("drift").observe(time.perf_counter() - started)
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _forget_drift(app_: object, revoked: object, **_: object) -> None:
+            wiring.drift.forget()
 
         @app.timer(interval=1.0)
         async def breaker_clock() -> None:
@@ -165,7 +190,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
         consumer = app.consumer
         lag: dict[str, int] = {}
         for tp in consumer.assignment():
-            committed = consumer._committed_offset.get(tp)  # Faust keeps no public accessor
+            committed = getattr(consumer, "_committed_offset", {}).get(tp)  # no public accessor
             if committed is None:
                 continue
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, consumer.highwater(tp) - committed)
@@ -196,7 +221,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
 
 def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: WardenSettings,
                 wiring: Wiring) -> None:
-    async def store(stream: faust.StreamT) -> None:
+    async def store(stream: Any) -> None:
         loop = asyncio.get_running_loop()
         ack = manual_acks(stream)
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
@@ -214,7 +239,7 @@ def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: Ward
     app.agent(source, name=f"store_{table}", concurrency=1)(store)
 
 
-def manual_acks(stream: faust.StreamT) -> Callable[[Sequence[Any]], Awaitable[None]]:
+def manual_acks(stream: Any) -> Callable[[Sequence[Any]], Awaitable[None]]:
     """Ack a batch only after it was handled.
 
     Faust's ``take``/``take_events`` ack the buffered events in a ``finally`` block, so a

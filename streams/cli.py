@@ -8,6 +8,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -136,7 +137,7 @@ def sql(
     print_rows(rows)
 
 
-def print_rows(rows: list[dict[str, object]], title: str | None = None) -> None:
+def print_rows(rows: Sequence[Mapping[str, object]], title: str | None = None) -> None:
     table = Table(title=title, show_lines=False)
     columns = list(rows[0].keys()) if rows else []
     for column in columns:

@@ -80,6 +80,8 @@ class WardenSettings(BaseSettings):
     # Ed25519 seed (64 hex digits) that signs audit checkpoints; unsigned when absent.
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_every: int = 1000
+    # Fault-injection hook (tests, game days): ClickHouse writes fail while this file exists.
+    sink_outage_file: Path | None = None
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
     def topic(self, name: str) -> str:

@@ -67,7 +67,7 @@ def forward_alerts(settings: WardenSettings, url: str, *, min_severity: str = "w
                 if msg.error():
                     continue
                 try:
-                    alert = Alert.model_validate(json.loads(msg.value()))
+                    alert = Alert.model_validate(json.loads(msg.value() or b"null"))
                 except (ValidationError, ValueError):
                     continue
                 if SEVERITY_RANK[alert.severity.value] >= SEVERITY_RANK[min_severity]:

@@ -24,7 +24,7 @@ from streams.breaking import traffic_finding
 from streams.config import WardenSettings
 from streams.records import ChangeEvent, InferenceTrace
 from streams.scope import Context, GovernConfig, ScopeDetectors
-from streams.values import cost_sample, ledger_entry
+from streams.values import cost_sample, is_refusal, ledger_entry
 
 
 def load_govern_config(settings: WardenSettings) -> GovernConfig:
@@ -119,6 +119,7 @@ class Governor:
         if self.accountant is not None:
             costing = self.accountant.account(cost_sample(trace))
             redacted["cost_usd"] = costing.cost_usd
+        redacted["refused"] = is_refusal(trace)
         subject = scope_subject(trace)
         scope = self.scope(trace.partition_key, subject, states)
         if position is not None and scope.already_applied(*position):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -32,27 +33,20 @@ class SourcePosition:
     key: str | None
 
 
-def _depth_exceeds(raw: str, limit: int) -> bool:
-    # Cheap bracket scan before json.loads, so hostile nesting cannot cost a deep recursion.
-    depth = 0
-    in_string = False
-    escaped = False
-    for ch in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":
-            depth -= 1
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Nesting deeper than ``limit``, walked without recursion (cost grows with nodes)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
     return False
 
 
@@ -70,12 +64,16 @@ def decode_trace(raw: bytes | None) -> InferenceTrace:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RejectedTrace("invalid_utf8", f"not UTF-8 at byte {exc.start}: encode text as UTF-8") from exc
-    if _depth_exceeds(text, MAX_JSON_DEPTH + 4):
-        raise RejectedTrace("too_deep", f"JSON nesting deeper than {MAX_JSON_DEPTH}: flatten tool arguments")
+    too_deep = RejectedTrace("too_deep", f"JSON nesting deeper than {MAX_JSON_DEPTH}: flatten tool arguments")
     try:
+        # The C parser turns hostile nesting into RecursionError rather than a crash.
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise too_deep from exc
+    except json.JSONDecodeError as exc:
         raise RejectedTrace("malformed_json", f"not valid JSON: {exc}") from exc
+    if _depth_exceeds(data, MAX_JSON_DEPTH + 4):
+        raise too_deep
     if not isinstance(data, dict):
         raise RejectedTrace("wrong_type", f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version", 1)

@@ -57,14 +57,15 @@ class ChangeFollower:
                 msg = consumer.poll(0.2)
                 if msg is None:
                     continue
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         waiting.discard(msg.partition())
                         if not waiting:
                             self._ready.set()
                     continue
                 try:
-                    self._pending.append(ChangeEvent.model_validate_json(msg.value()))
+                    self._pending.append(ChangeEvent.model_validate_json(msg.value() or b""))
                 except ValidationError:
                     self.invalid += 1
         finally:

@@ -80,7 +80,7 @@ class TracePublisher:
             "compression.type": "lz4",
             "acks": "all",
             "enable.idempotence": True,
-            "message.max.bytes": 16 * 1024 * 1024,
+            "message.max.bytes": 20 * 1024 * 1024,
             "message.timeout.ms": 300_000,
         }
         conf.update((security or KafkaSecurity()).confluent())

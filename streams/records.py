@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 TRACE_SCHEMA_VERSION = 1
 
@@ -32,6 +32,8 @@ MAX_TOOL_CALLS = 128
 MAX_METADATA_KEYS = 64
 MAX_ID_CHARS = 128
 MAX_JSON_DEPTH = 32
+MAX_METADATA_VALUE_CHARS = 8192
+MAX_LABEL_CHARS = 64
 
 
 def utcnow() -> datetime:
@@ -39,6 +41,9 @@ def utcnow() -> datetime:
 
 
 Id = Field(min_length=1, max_length=MAX_ID_CHARS)
+MetaKey = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
+MetaValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
+Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_CHARS)]
 OptId = Field(default=None, max_length=MAX_ID_CHARS)
 
 
@@ -82,7 +87,7 @@ class InferenceTrace(BaseModel):
     application: str = Id
     route: str = Id
     principal: str | None = OptId
-    roles: list[str] = Field(default_factory=list, max_length=32)
+    roles: list[Label] = Field(default_factory=list, max_length=32)
     provider: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     operation: str = Field(default="chat", max_length=32)
     request_model: str = Id
@@ -102,7 +107,7 @@ class InferenceTrace(BaseModel):
     input_tokens: int = Field(default=0, ge=0, le=10_000_000)
     output_tokens: int = Field(default=0, ge=0, le=10_000_000)
     cached_input_tokens: int = Field(default=0, ge=0, le=10_000_000)
-    finish_reasons: list[str] = Field(default_factory=list, max_length=16)
+    finish_reasons: list[Label] = Field(default_factory=list, max_length=16)
     ttft_ms: float | None = Field(default=None, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
     status: TraceStatus = TraceStatus.ok
@@ -111,7 +116,7 @@ class InferenceTrace(BaseModel):
     cost_usd: float | None = Field(default=None, ge=0)
     attempt: int = Field(default=1, ge=1, le=1000)
     data_classification: Literal["public", "internal", "confidential", "restricted"] = "internal"
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+    metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
 
     @field_validator("schema_version")
     @classmethod

@@ -26,6 +26,11 @@ def prompt_text(trace: InferenceTrace) -> str:
     return users[-1] if users else ""
 
 
+def is_refusal(trace: InferenceTrace) -> bool:
+    """A refusal: the provider's content filter, or a completion that opens by declining."""
+    return "content_filter" in trace.finish_reasons or looks_like_refusal(completion_text(trace))
+
+
 def cost_sample(trace: InferenceTrace) -> CostSample:
     return CostSample(
         at=trace.timestamp.timestamp(), tenant=trace.tenant, application=trace.application,
@@ -62,7 +67,7 @@ def behaviour_sample(trace: InferenceTrace, embedding: np.ndarray | None = None)
         retrieval_index_version=trace.retrieval_index_version, toolset_id=meta.get("toolset_id"),
         toolset_version=trace.toolset_version, output_tokens=trace.output_tokens,
         latency_ms=trace.latency_ms, ttft_ms=trace.ttft_ms, ok=trace.status == TraceStatus.ok,
-        refused="content_filter" in finish or looks_like_refusal(completion_text(trace)),
+        refused=is_refusal(trace),
         finish_reasons=finish, tool_names=tuple(c.name for c in trace.tool_calls), embedding=embedding,
     )
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import structlog
 
+from detectors.config import load_detectors_config
+from detectors.drift import DriftConfig
 from detectors.findings import Finding
 from sinks import tables
 from sinks.audit import AuditLog, alert_records, breaker_records, finding_records
@@ -17,6 +19,7 @@ from sinks.audit_signing import parse_seed
 from sinks.clickhouse import ClickHouseStore, batch_token
 from streams.breaking import BreakerDecider
 from streams.config import WardenSettings
+from streams.drift_stage import DriftStage, TraceDrift
 from streams.economics import Economics
 from streams.governor import Governor
 from streams.ledger import ChangeFollower
@@ -33,6 +36,11 @@ AUDITED = {
     "alerts": ("alerts.v1", alert_records),
     "breaker_events": ("breaker.v1", breaker_records),
 }
+
+
+def drift_settings(settings: WardenSettings) -> tuple[Any, str]:
+    config = load_detectors_config(settings.config_dir / "detectors.yaml")
+    return config.drift or DriftConfig(), config.version
 
 
 def audit_seed(settings: WardenSettings) -> bytes | None:
@@ -54,12 +62,13 @@ LAYOUTS = {
 class Wiring:
     def __init__(self, settings: WardenSettings, governor: Governor, decider: BreakerDecider,
                  store: ClickHouseStore | None, economics: Economics | None = None,
-                 changes: ChangeFollower | None = None):
+                 changes: ChangeFollower | None = None, drift: DriftStage | None = None):
         self.settings = settings
         self.governor = governor
         self.decider = decider
         self.economics = economics or Economics.from_settings(settings)
         self.changes = changes
+        self.drift = drift or DriftStage(TraceDrift(*drift_settings(settings)))
         self._store = store
         self.audit = (AuditLog(store, signing_key=audit_seed(settings),
                                checkpoint_every=settings.audit_checkpoint_every)
@@ -91,6 +100,11 @@ class Wiring:
         record = finding.to_dict()
         record["config_version"] = str(finding.evidence.get("config_version", self.governor.config.version))
         return record
+
+    def drift_batch(self, records: Sequence[Mapping[str, Any]],
+                    states: Any) -> tuple[list[Finding], dict[str, Any]]:
+        traces = [InferenceTrace.model_validate(r) for r in records]
+        return self.drift.process(traces, states, time.time())
 
     # -- decide ----------------------------------------------------------------------
     def alerts_for(self, record: Mapping[str, Any], states: MutableMapping[str, Any]) -> list[Alert]:
@@ -128,17 +142,17 @@ class Wiring:
         their source partition. True once durable, False if stopping first."""
         layout = LAYOUTS[table]
         rows, keys = tables.rows_for(layout, records)
+        failures_before = self.store.write_failures
         stored = self.store.insert_until_durable(
             layout.table, layout.columns, rows, dedup_token=batch_token(layout.table, keys),
             should_stop=self.stopping.is_set)
+        METRICS.sink_failures.labels(table).inc(self.store.write_failures - failures_before)
         if stored and table in AUDITED and self.audit is not None:
             stored = self._audit(table, records, partitions)
         if stored:
             METRICS.rows_written.labels(table).inc(len(rows))
             if table == "dead_letters":
                 self.dead_letters_stored += len(rows)
-        else:
-            METRICS.sink_failures.labels(table).inc()
         return stored
 
     def _audit(self, table: str, records: Sequence[Mapping[str, Any]], partitions: Sequence[int]) -> bool:

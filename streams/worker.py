@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import structlog
+import time
 
-from sinks.clickhouse import ClickHouseStore, redact_dsn
+import structlog
+import yaml
+
+from sinks import tables
+from sinks.clickhouse import ClickHouseStore, batch_token, redact_dsn
+from sinks.owners import OWNERS, registry_records
 from streams.app import create_app
 from streams.breaking import BreakerDecider
 from streams.config import WardenSettings
@@ -19,12 +24,20 @@ from streams.wiring import Wiring
 log = structlog.get_logger("warden.worker")
 
 
+def store_registry(store: ClickHouseStore, settings: WardenSettings) -> None:
+    """The ownership registry as analysts see it (re-inserting one version is harmless)."""
+    doc = yaml.safe_load((settings.config_dir / "owners.yaml").read_text()) or {}
+    rows, keys = tables.rows_for(OWNERS, registry_records(doc, loaded_at=time.time()))
+    store.insert_until_durable("owners", OWNERS.columns, rows, dedup_token=batch_token("owners", keys))
+
+
 def build_wiring(settings: WardenSettings) -> Wiring:
     store = None
     if settings.role in ("all", "sink"):
-        store = ClickHouseStore(settings.clickhouse_dsn)
+        store = ClickHouseStore(settings.clickhouse_dsn, outage_file=settings.sink_outage_file)
         applied = store.migrate()
         log.info("clickhouse_ready", dsn=redact_dsn(settings.clickhouse_dsn), migrations_applied=applied)
+        store_registry(store, settings)
     governor = Governor.from_settings(settings, load_redactor(settings))
     decider = BreakerDecider.from_settings(settings)
     return Wiring(settings, governor, decider, store)
@@ -47,7 +60,7 @@ def run_worker(settings: WardenSettings) -> None:
 
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _stop_sinks(app_: object, **_: object) -> None:
         # A sink stuck retrying an unreachable ClickHouse gives up so shutdown completes;
         # its batch stays uncommitted and Kafka replays it.

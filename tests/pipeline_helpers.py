@@ -94,3 +94,15 @@ def fast_config(tmp: Path, **breaker_defaults: Any) -> Path:
 
 def dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+def stored_ids(worker: WorkerProcess, table: str = "traces") -> set[tuple[str, str]]:
+    """Every (trace_id, span_id) in ClickHouse, paged (the /sql endpoint caps a result)."""
+    ids: set[tuple[str, str]] = set()
+    page = 10_000
+    while True:
+        rows = worker.sql(f"SELECT trace_id, span_id FROM {table} FINAL ORDER BY trace_id, span_id "
+                          f"LIMIT {page} OFFSET {len(ids)}")
+        ids.update((r["trace_id"], r["span_id"]) for r in rows)
+        if len(rows) < page:
+            return ids

@@ -163,6 +163,7 @@ class Redactor:
         if key is not None and len(key) < 16:
             raise RedactionPolicyError(f"pseudonym key is {len(key)} bytes; use at least 16")
         self.policy = policy
+        self._policy_hash = policy.content_hash  # a JSON dump + SHA-256: once, not per trace
         self._key = key or b""
         disabled = set(policy.disabled)
         specs = [s for s in (*PII_SPECS, *SECRET_SPECS) if s.entity not in disabled]
@@ -232,4 +233,4 @@ class Redactor:
             if isinstance(value, str) and value:
                 out[name] = self.pseudonym(name.upper(), value)
                 findings.append(EntityFinding(name.upper(), name, 0, len(value)))
-        return out, TraceRedaction(self.policy.version, self.policy.content_hash, tuple(findings))
+        return out, TraceRedaction(self.policy.version, self._policy_hash, tuple(findings))

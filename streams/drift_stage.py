@@ -1,0 +1,200 @@
+"""Drift in the worker: trace → drift values, risk sampling, batched encoding, and one
+``DriftScope`` per (route, model) (embedding drift per text field + scalar river monitors).
+
+Shared by the ``drift`` agent (over the redacted topic, so the encoder's cost never slows
+redaction or storage) and by ``warden replay``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from detectors.drift import DriftConfig, EmbeddingDriftDetector, RiskSampler, ScalarDriftMonitor
+from detectors.findings import Finding
+from detectors.ownership import looks_like_refusal
+from streams.records import InferenceTrace, TraceStatus
+from streams.values import completion_text, prompt_text
+
+CLASSIFICATION_RISK = {"public": "low", "internal": "medium", "confidential": "high", "restricted": "high"}
+TEXT_CACHE_MAX = 50_000  # distinct texts whose vectors are kept (templated traffic repeats itself)
+
+
+class Encoder(Protocol):
+    """Anything that turns texts into an ``(n, d)`` float array (``SentenceEncoder``)."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+# -- trace → drift values ------------------------------------------------------------------
+def risk_class(trace: InferenceTrace) -> str:
+    """The sampling class of a trace: ``metadata["risk_class"]`` when the caller sets one,
+    else from ``data_classification`` (public → low, internal → medium, confidential and
+    restricted → high)."""
+    return trace.metadata.get("risk_class") or CLASSIFICATION_RISK[trace.data_classification]
+
+
+def drift_texts(trace: InferenceTrace, fields: Sequence[str]) -> dict[str, str]:
+    """The texts embedding drift watches: ``prompt`` (the last user message) and
+    ``completion`` (the assistant's messages); empty texts (failed calls) are left out."""
+    texts = {"prompt": prompt_text(trace) if "prompt" in fields else "",
+             "completion": completion_text(trace) if "completion" in fields else ""}
+    return {name: text for name, text in texts.items() if text.strip()}
+
+
+def scalar_values(trace: InferenceTrace) -> dict[str, float | bool | str | None]:
+    """Per-trace values for ``ScalarDriftMonitor``.
+
+    A failed call has no response, so its latency, output tokens, refusal and finish reason
+    are left out: an error burst shows in ``error`` (and the error-rate detector), not as a
+    drift of every response signal at once.
+    """
+    values: dict[str, float | bool | str | None] = {
+        "input_tokens": trace.input_tokens, "error": trace.status == TraceStatus.error,
+        "tool_call": bool(trace.tool_calls)}
+    if trace.status == TraceStatus.ok:
+        finish = trace.finish_reasons
+        values.update(
+            latency_ms=trace.latency_ms, output_tokens=trace.output_tokens,
+            refusal="content_filter" in finish or looks_like_refusal(completion_text(trace)),
+            finish_reason=finish[0] if finish else None)
+    return values
+
+
+class DriftScope:
+    """Drift detectors of one (route, model): one ``EmbeddingDriftDetector`` per text field
+    and one ``ScalarDriftMonitor``, with one serialisable state (like ``ScopeDetectors``).
+
+    ``observe(trace, vectors)`` takes the trace's embeddings by field (only the sampled
+    ones) and returns the findings.
+    """
+
+    def __init__(self, subject: Mapping[str, str], drift: DriftConfig, version: str, *,
+                 embedding: Mapping[str, EmbeddingDriftDetector] | None = None,
+                 scalar: ScalarDriftMonitor | None = None):
+        self.subject = dict(subject)
+        self.drift, self.version = drift, version
+        self.embedding: dict[str, EmbeddingDriftDetector] = dict(embedding or {})
+        self.scalar = scalar
+        if scalar is None and drift.scalar.enabled:
+            self.scalar = ScalarDriftMonitor(drift.scalar, self.subject, version)
+
+    def observe(self, trace: InferenceTrace, vectors: Mapping[str, np.ndarray]) -> list[Finding]:
+        at = trace.timestamp.timestamp()
+        found: list[Finding] = []
+        for name, vector in vectors.items():
+            det = self.embedding.get(name)
+            if det is None:
+                det = self.embedding[name] = EmbeddingDriftDetector(
+                    self.drift.embedding, self.subject | {"field": name}, self.version)
+            finding = det.update(vector, f"{trace.trace_id}/{trace.span_id}", at)
+            if finding is not None:
+                found.append(finding)
+        if self.scalar is not None:
+            found += self.scalar.update(scalar_values(trace), at)
+        return found
+
+    def to_state(self) -> dict[str, Any]:
+        return {"v": 1, "subject": self.subject, "version": self.version,
+                "embedding": {k: d.to_state() for k, d in self.embedding.items()},
+                "scalar": self.scalar.to_state() if self.scalar is not None else None}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], drift: DriftConfig) -> DriftScope:
+        embedding = {k: EmbeddingDriftDetector.from_state(s, drift.embedding)
+                     for k, s in state["embedding"].items()}
+        scalar = (ScalarDriftMonitor.from_state(state["scalar"], drift.scalar)
+                  if state.get("scalar") and drift.scalar.enabled else None)
+        return cls(state["subject"], drift, state["version"], embedding=embedding, scalar=scalar)
+
+
+class TraceDrift:
+    """Drift over traces: sampling, batched encoding (with a cache of repeated texts) and
+    one :class:`DriftScope` per (route, model)."""
+
+    def __init__(self, drift: DriftConfig, version: str, *, encoder: Encoder | None = None,
+                 embeddings: bool = True):
+        self.drift, self.version = drift, version
+        self.embeddings = embeddings and drift.embedding.enabled
+        s = drift.sampling
+        self.sampler = RiskSampler(s.rates, s.default_rate, s.salt)
+        self._encoder = encoder
+        self._cache: dict[str, np.ndarray] = {}
+        self.scopes: dict[str, DriftScope] = {}
+        self.encoded = 0
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from detectors.embeddings import SentenceEncoder
+
+            e = self.drift.encoder
+            self._encoder = SentenceEncoder(e.model, e.device, e.batch_size, e.max_seq_length,
+                                            e.half_precision)
+        return self._encoder
+
+    def sampled_texts(self, trace: InferenceTrace) -> dict[str, str]:
+        """The texts of ``trace`` to embed (none when the sampler skips the trace)."""
+        if not self.embeddings or not self.sampler.keep(trace.trace_id, risk_class(trace)):
+            return {}
+        return drift_texts(trace, self.drift.embedding.fields)
+
+    def vectors(self, traces: Sequence[InferenceTrace]) -> list[dict[str, np.ndarray]]:
+        """Embeddings per trace and field, encoding each distinct new text once."""
+        wanted = [self.sampled_texts(t) for t in traces]
+        new = list(dict.fromkeys(x for w in wanted for x in w.values() if x not in self._cache))
+        if new:
+            if len(self._cache) + len(new) > TEXT_CACHE_MAX:
+                self._cache.clear()
+            self._cache.update(zip(new, self.encoder.encode(new), strict=True))
+            self.encoded += len(new)
+        return [{name: self._cache[text] for name, text in w.items()} for w in wanted]
+
+    def observe(self, trace: InferenceTrace, vectors: Mapping[str, np.ndarray]) -> list[Finding]:
+        key = trace.partition_key
+        scope = self.scopes.get(key)
+        if scope is None:
+            scope = self.scopes[key] = DriftScope(
+                {"route": trace.route, "model": trace.request_model}, self.drift, self.version)
+        return scope.observe(trace, vectors)
+
+
+class DriftStage:
+    """The worker's drift stage over redacted traces: scopes loaded from and checkpointed
+    to a table. The state holds embedding windows (hundreds of KB per scope), so it is
+    written at most every ``checkpoint_s`` per scope, not every batch: a crash replays or
+    skips up to that much drift evidence, which moves a statistical test by little and
+    never loses a trace (the redacted topic is replayed from the committed offset)."""
+
+    def __init__(self, drift: TraceDrift, checkpoint_s: float = 30.0):
+        self.drift = drift
+        self.checkpoint_s = checkpoint_s
+        self._saved_at: dict[str, float] = {}
+
+    def _load(self, trace: InferenceTrace, states: Mapping[str, Any]) -> None:
+        key = trace.partition_key
+        if key not in self.drift.scopes and states.get(key):
+            self.drift.scopes[key] = DriftScope.from_state(states[key], self.drift.drift)
+
+    def process(self, traces: Sequence[InferenceTrace], states: Mapping[str, Any],
+                now: float) -> tuple[list[Finding], dict[str, Any]]:
+        """Findings, and the scope states due for a checkpoint (the caller writes them:
+        a Faust table may only be written from the event loop, and this runs in a thread)."""
+        for trace in traces:
+            self._load(trace, states)
+        found: list[Finding] = []
+        for trace, vectors in zip(traces, self.drift.vectors(traces), strict=True):
+            found += self.drift.observe(trace, vectors)
+        due: dict[str, Any] = {}
+        for key in {t.partition_key for t in traces}:
+            if now - self._saved_at.get(key, 0.0) >= self.checkpoint_s:
+                due[key] = self.drift.scopes[key].to_state()
+                self._saved_at[key] = now
+        return found, due
+
+    def forget(self) -> None:
+        """After a rebalance: reload every scope from the table on next use."""
+        self.drift.scopes.clear()
+        self._saved_at.clear()

@@ -1,0 +1,62 @@
+"""Issue 5 through the real pipeline: a topic shift on one route's prompts becomes a
+``drift.embedding`` finding and alert (real MiniLM embeddings, CPU), and the other route,
+fed the same mix throughout, raises nothing."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pipeline_helpers import fast_config, publisher, trace_for, wait_for
+from tests.worker_proc import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def _config(tmp: Path) -> Path:
+    config = fast_config(tmp)
+    path = config / "detectors.yaml"
+    doc = yaml.safe_load(path.read_text())
+    drift = doc["drift"]
+    drift["sampling"]["rates"] = {"low": 1.0, "medium": 1.0, "high": 1.0}
+    drift["embedding"].update({"fields": ["prompt"], "reference": {"mode": "fixed", "size": 300},
+                               "window_size": 100, "test_every": 25})
+    drift["scalar"]["signals"] = {}
+    doc["version"] = "drift-e2e"
+    path.write_text(yaml.safe_dump(doc))
+    return config
+
+
+def test_topic_shift_on_one_route_is_found_and_only_there(pipeline: Pipeline, tmp_path: Path,
+                                                          shared_data: Path) -> None:
+    by_category: dict[str, list[str]] = {}
+    for line in (shared_data / "prompts_dev.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        by_category.setdefault(row["category"], []).append(row["prompt"])
+    rng = random.Random(17)
+    before = by_category["banking"] + by_category["credit_cards"]
+    after = by_category["travel"] + by_category["kitchen_and_dining"]
+    rng.shuffle(before)
+    rng.shuffle(after)
+    worker = pipeline.worker(extra={"WARDEN_CONFIG_DIR": str(_config(tmp_path))}).start()
+    shift_at = 500
+    try:
+        with publisher(pipeline) as pub:
+            for i in range(800):
+                shifted = before[i] if i < shift_at else after[i - shift_at]
+                for route, text in (("support-chat", shifted), ("search-summarize", before[800 + i])):
+                    trace = trace_for(route, "gpt-4o-mini", error=False, rng=rng)
+                    trace["input_messages"][-1]["content"] = text
+                    pub.publish(trace)
+        query = "SELECT route, evidence FROM findings FINAL WHERE kind = 'drift.embedding'"
+        wait_for(lambda: worker.sql(query), 300, "an embedding drift finding", worker, 2)
+        found = worker.sql(query)
+        assert {r["route"] for r in found} == {"support-chat"}
+        assert worker.sql("SELECT alert_id FROM alerts FINAL WHERE kind = 'drift.embedding' "
+                          "AND route = 'support-chat'")
+    finally:
+        worker.stop()
