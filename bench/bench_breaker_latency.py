@@ -1,0 +1,131 @@
+"""Breaker signal latency: from the moment the tripping trace is produced to the moment a
+``BreakerClient`` (here, outside the worker process) sees the target open, over many trips
+with background load on the pipeline; plus ``allow()`` cost per call.
+
+Peer: Envoy's outlier detection evaluates on a fixed ``interval`` (10 s by default), so its
+reaction time to the same trip is that interval in the worst case and half of it on average
+(no run needed: it is configuration). We print our percentiles against that.
+
+    nice .venv/bin/python bench/bench_breaker_latency.py [--trips 60] [--load 300]
+Starts its own broker on port 29192 and a worker with a chDB engine under var/bench-latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import timeit
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from detectors.breaker import target_key  # noqa: E402
+from streams.breaker_client import BreakerClient  # noqa: E402
+from streams.publisher import TracePublisher  # noqa: E402
+from tests.pipeline_helpers import fast_config, trace_for  # noqa: E402
+from tests.worker_proc import Pipeline  # noqa: E402
+
+PORT = int(os.environ.get("BENCH_KAFKA_PORT", "29192"))
+
+
+def kafka(verb: str) -> None:
+    env = {**os.environ, "KAFKA_PORT": str(PORT), "KAFKA_DATA": str(REPO / "var" / f"kafka-bench-{PORT}")}
+    subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), verb], env=env, check=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trips", type=int, default=60)
+    parser.add_argument("--load", type=float, default=300.0, help="background traces/s")
+    args = parser.parse_args()
+    work = REPO / "var" / "bench-latency"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    kafka("wipe")
+    kafka("up")
+    bootstrap = f"127.0.0.1:{PORT}"
+    pipeline = Pipeline(bootstrap=bootstrap, dsn=f"chdb://{work / 'clickhouse'}", workdir=work)
+    config = fast_config(work)
+    worker = pipeline.worker(extra={"WARDEN_CONFIG_DIR": str(config)}).start()
+    client = BreakerClient(bootstrap, pipeline.topic("breaker.v1")).start()
+    opened: dict[str, float] = {}
+    client.on_update.append(lambda s: opened.setdefault(s.target, time.perf_counter())
+                            if s.state.value == "open" else None)
+    publisher = TracePublisher(bootstrap, pipeline.topic("traces.raw.v1"), linger_ms=0)
+    stop = threading.Event()
+    rng = random.Random(1)
+
+    def background() -> None:
+        local = random.Random(2)
+        while not stop.is_set():
+            publisher.publish(trace_for("support-chat", "gpt-4o-mini", error=False, rng=local))
+            time.sleep(1 / args.load)
+
+    feeder = threading.Thread(target=background, daemon=True)
+    feeder.start()
+    latencies: list[float] = []
+    try:
+        time.sleep(5)  # warm-up: group joined, first batches stored
+        for trip in range(args.trips):
+            route = f"latency-{trip}"
+            for model in ("gpt-4o-mini", "claude-3-5-haiku"):  # the route has two models
+                publisher.publish(trace_for(route, model, error=False, rng=rng))
+            for _ in range(19):  # min_requests is 20: the 20th error trips it
+                publisher.publish(trace_for(route, "gpt-4o-mini", error=True, rng=rng))
+            publisher.flush()
+            time.sleep(0.4)
+            target = target_key({"route": route, "model": "gpt-4o-mini"})
+            assert client.allow(target)
+            tripping = trace_for(route, "gpt-4o-mini", error=True, rng=rng)
+            produced = time.perf_counter()
+            publisher.publish(tripping)
+            deadline = produced + 10
+            while target not in opened and time.perf_counter() < deadline:
+                time.sleep(0.0005)
+            if target in opened:
+                latencies.append((opened[target] - produced) * 1000)
+        known = next(iter(opened))
+        allow_ns = min(timeit.repeat(lambda: client.allow(known), number=100_000, repeat=5)) / 100_000 * 1e9
+    finally:
+        stop.set()
+        feeder.join(5)
+        publisher.close()
+        client.close()
+        worker.stop()
+        kafka("down")
+    result = {
+        "trips": args.trips, "seen": len(latencies), "background_traces_per_s": args.load,
+        "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1), "max_ms": round(max(latencies), 1),
+        "allow_ns_per_call": round(allow_ns, 1),
+        "envoy_outlier_interval_ms": 10_000, "envoy_mean_reaction_ms": 5_000,
+        "ratio_envoy_mean_over_warden_p50": round(5_000 / statistics.median(latencies), 1),
+        "machine": "2-core VM shared with other jobs; load average "
+                   + " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
+    print(f"{'trips seen':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'allow() ns':>11}")
+    print(f"{len(latencies):>12} {result['p50_ms']:>8} {result['p95_ms']:>8} {result['p99_ms']:>8} "
+          f"{result['max_ms']:>8} {result['allow_ns_per_call']:>11}")
+    print(f"Envoy outlier detection reacts on a 10 s interval (5 s on average): "
+          f"{result['ratio_envoy_mean_over_warden_p50']}x our median")
+    out = REPO / "bench" / "results" / "bench_breaker_latency.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
