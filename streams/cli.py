@@ -38,13 +38,18 @@ def settings() -> WardenSettings:
 
 @app.command()
 def worker(
-    role: Annotated[str, typer.Option(help="all | govern (scales out) | sink (owns ClickHouse)")] = "all",
+    role: Annotated[str | None, typer.Option(
+        help="all | govern (scales out) | sink (owns ClickHouse); default WARDEN_ROLE or all")] = None,
     web_port: Annotated[int | None, typer.Option(help="Faust web port (metrics, /sql)")] = None,
 ) -> None:
     """Run a Faust worker. Several workers with one app id share the partitions."""
     from streams.worker import run_worker
 
-    overrides: dict[str, object] = {"role": role}
+    overrides: dict[str, object] = {}
+    if role is not None:
+        if role not in ("all", "govern", "sink"):
+            raise typer.BadParameter(f"role {role!r}: use all, govern or sink")
+        overrides["role"] = role
     if web_port is not None:
         overrides["web_port"] = web_port
     run_worker(settings().model_copy(update=overrides))

@@ -75,8 +75,8 @@ def test_kill_minus_nine_five_times_loses_and_duplicates_nothing(pipeline: Pipel
         sent_ids = {(t["trace_id"], t["span_id"]) for t in items}
         assert stored_ids(worker) == sent_ids
         # One alert per (kind, scope, first occurrence): replays re-send, never re-decide.
-        alerts = worker.sql("SELECT kind, route, model, first_seen, count() AS n FROM alerts FINAL "
-                            "GROUP BY kind, route, model, first_seen HAVING n > 1")
+        alerts = worker.sql("SELECT dedup_key, first_seen, count() AS n FROM alerts FINAL "
+                            "GROUP BY dedup_key, first_seen HAVING n > 1")
         assert alerts == []
         transitions = worker.sql("SELECT target, state, at, count() AS n FROM breaker_events FINAL "
                                  "GROUP BY target, state, at HAVING n > 1")
