@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from detectors.yaml_config import load_yaml_model
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _CALENDAR = ("hour", "day", "week", "month")
@@ -201,14 +202,4 @@ class CostPolicy(BaseModel):
 
 def load_cost_policy(path: str | Path) -> CostPolicy:
     """Read and validate ``budgets.yaml``; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping with version and budgets")
-    try:
-        return CostPolicy.model_validate(raw)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    return load_yaml_model(path, CostPolicy, "version and budgets")

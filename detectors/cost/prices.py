@@ -12,10 +12,10 @@ import fnmatch
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from detectors.cost.values import ChangeEvent, TokenPrice
+from detectors.yaml_config import load_yaml_model
 
 _GLOB_CHARS = set("*?[")
 _LOOKUP_CACHE_MAX = 4096
@@ -177,14 +177,4 @@ class PriceCatalog(BaseModel):
 
 def load_price_catalog(path: str | Path) -> PriceCatalog:
     """Read and validate a price catalog YAML file; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping with version, currency and entries")
-    try:
-        return PriceCatalog.model_validate(raw)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    return load_yaml_model(path, PriceCatalog, "version, currency and entries")
