@@ -156,8 +156,13 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
             loop = asyncio.get_running_loop()
             async for events in event_batches(stream, DRIFT_BATCH, 1.0):
                 started = time.perf_counter()
-                found, due = await loop.run_in_executor(None, wiring.drift_batch, [e.value for e in events],
-                                                        drift_state)
+                try:
+                    found, due = await loop.run_in_executor(None, wiring.drift_batch,
+                                                            [e.value for e in events], drift_state)
+                except Exception:  # a detector bug costs drift evidence, never the pipeline
+                    log.exception("drift_batch_failed", traces=len(events))
+                    METRICS.findings.labels("drift.error").inc()
+                    found, due = [], {}
                 for key, state in due.items():
                     drift_state[key] = state
                 for finding in found:
@@ -272,7 +277,13 @@ async def event_batches(stream: Any, max_: int, within_s: float) -> AsyncIterato
                         break
                 else:
                     batch.append(queue.get_nowait())
-            yield batch
+            # After a rebalance, events of partitions this worker no longer owns are dropped
+            # unacknowledged: their new owner replays them from the committed offset, and
+            # handling them here too would apply them to state twice.
+            owned = stream.app.consumer.assignment()
+            batch = [event for event in batch if event.message.tp in owned]
+            if batch:
+                yield batch
     finally:
         task.cancel()
 

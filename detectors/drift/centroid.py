@@ -51,6 +51,9 @@ def quadratic_form_isf(weights: np.ndarray, alpha: float) -> float:
     9.49
     """
     lam = np.asarray(weights, dtype=np.float64)
+    if float(lam.max(initial=0.0)) <= 1e-12:
+        # A reference with no spread (one repeated text): any distance at all is a shift.
+        return 0.0
     lo = float(lam.sum())
     if quadratic_form_sf(lam, lo) <= alpha:
         raise ValueError(f"alpha={alpha} is not a tail probability; use alpha < 0.5")
