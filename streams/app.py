@@ -192,15 +192,20 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
 
     @app.timer(interval=5.0)
     async def measure_lag() -> None:
-        consumer = app.consumer
-        lag: dict[str, int] = {}
-        for tp in consumer.assignment():
-            committed = getattr(consumer, "_committed_offset", {}).get(tp)  # no public accessor
-            if committed is None:
-                continue
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, consumer.highwater(tp) - committed)
-        for name, value in lag.items():
-            METRICS.consumer_lag.labels(name).set(value)
+        # A metric must never take the worker down: during a rebalance positions are unknown.
+        try:
+            consumer = app.consumer
+            lag: dict[str, int] = {}
+            for tp in consumer.assignment():
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)  # no public accessor
+                highwater = consumer.highwater(tp)
+                if committed is None or highwater is None:
+                    continue
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - committed)
+            for name, value in lag.items():
+                METRICS.consumer_lag.labels(name).set(value)
+        except Exception:
+            log.debug("lag_unavailable", exc_info=True)
 
     @app.page("/sql")
     async def sql(web: Any, request: Any) -> Any:
