@@ -55,7 +55,7 @@ def _publish_in_background(pipeline: Pipeline, items: list[dict], rate: float) -
 
 def test_kill_minus_nine_five_times_loses_and_duplicates_nothing(pipeline: Pipeline, tmp_path: Path) -> None:
     total = 50_000
-    items = list(traces(total, seed=31, trace_kb=0.3, incidents=["error_burst@0.2:0.1", "error_burst@0.7:0.1"]))
+    items = list(traces(total, seed=31, trace_kb=0.3, incidents=["error_burst@0.2:0.3"]))
     start = datetime.now(UTC)
     for i, trace in enumerate(items):  # event time as published, so windows see the bursts
         trace["timestamp"] = (start + timedelta(seconds=i / 1500)).isoformat()
