@@ -8,6 +8,7 @@ never the development or test brokers::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -101,10 +102,9 @@ def delete_topics(bootstrap: str, prefix: str) -> None:
     names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
     if names:
         for fut in admin.delete_topics(names, operation_timeout=30).values():
-            try:
+            # Already gone, or the broker is busy: not worth failing a benchmark.
+            with contextlib.suppress(Exception):
                 fut.result(30)
-            except Exception:  # already gone, or the broker is busy: not worth failing a benchmark
-                pass
 
 
 def end_offsets(bootstrap: str, topic: str) -> int:
@@ -133,9 +133,9 @@ class Process:
 
     def start(self, ready_path: str = "/healthz", wait_s: float = 180.0) -> Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -195,6 +195,6 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table (readable on stdout and pasteable into docs/BENCHMARKS.md)."""
     cells = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda r: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in cells)])

@@ -53,8 +53,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._kafka import (  # noqa: E402
-    BENCH_KEY, BOOTSTRAP, SIZES_KB, Process, create_topic, delete_topics, end_offsets, free_port, load1,
-    machine, prometheus_value, require_broker, save, table, trace_dicts,
+    BENCH_KEY,
+    BOOTSTRAP,
+    SIZES_KB,
+    Process,
+    create_topic,
+    delete_topics,
+    end_offsets,
+    free_port,
+    load1,
+    machine,
+    prometheus_value,
+    require_broker,
+    save,
+    table,
+    trace_dicts,
 )
 
 PARTITIONS = 4

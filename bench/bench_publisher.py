@@ -46,7 +46,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._kafka import (  # noqa: E402
-    BOOTSTRAP, create_topic, delete_topics, dumps, free_port, load1, machine, require_broker, save, table,
+    BOOTSTRAP,
+    create_topic,
+    delete_topics,
+    dumps,
+    free_port,
+    load1,
+    machine,
+    require_broker,
+    save,
+    table,
     trace_dicts,
 )
 
