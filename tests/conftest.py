@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import LocalKafka, clickhouse_dsn, kafka_bootstrap
+from tests.infra import FAULT_FIGURES, LocalKafka, clickhouse_dsn, kafka_bootstrap
 from tests.worker_proc import Pipeline
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -29,3 +29,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         raise RuntimeError(f"development data not found at {SHARED_DATA}: tests expect ../shared/data")
     return SHARED_DATA
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FAULT_FIGURES:
+        return
+    import json
+
+    terminalreporter.section("fault suite figures")
+    for name, values in FAULT_FIGURES.items():
+        terminalreporter.write_line(f"{name}: {json.dumps(values)}")
+    out = Path(__file__).resolve().parents[1] / "var" / "fault-figures.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(FAULT_FIGURES, indent=2))

@@ -18,6 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "deploy" / "kafka" / "kafka.sh"
+# Figures the fault suite reports (sent, stored, duplicated, lost, faults injected ...),
+# printed at the end of the run by tests/conftest.py and written to var/fault-figures.json.
+FAULT_FIGURES: dict[str, dict[str, object]] = {}
 TEST_KAFKA_PORT = int(os.environ.get("WARDEN_TEST_KAFKA_PORT", "19092"))
 
 

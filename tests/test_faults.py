@@ -16,7 +16,7 @@ from detectors.breaker import target_key
 from sinks.audit import AuditLog
 from sinks.clickhouse import ClickHouseStore
 from streams.breaker_client import BreakerClient
-from tests.infra import LocalKafka, free_port
+from tests.infra import FAULT_FIGURES, LocalKafka, free_port
 from tests.pipeline_helpers import fast_config, publisher, stored_ids, trace_for, traces, wait_for
 from tests.worker_proc import Pipeline, WorkerProcess
 
@@ -24,6 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def figures(name: str, **values: object) -> None:
+    """Printed in pytest's terminal summary (tests/conftest.py) and kept in var/."""
+    FAULT_FIGURES[name] = values
     print(f"\nFAULT FIGURES {name}: " + json.dumps(values))
 
 
