@@ -23,6 +23,7 @@ import structlog
 from streams.config import WardenSettings
 from streams.ingest import RejectedTrace, SourcePosition, dead_letter, decode_trace
 from streams.metrics import METRICS
+from streams.records import partition_key
 from streams.wiring import Wiring
 
 log = structlog.get_logger("warden.worker")
@@ -85,6 +86,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                 started = time.perf_counter()
                 wiring.poll_changes()
                 touched: set[str] = set()
+                source: dict[str, Any] = {}
                 found = []
                 newest = 0.0
                 for event in events:
@@ -110,12 +112,23 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
                         continue
                     touched.add(trace.partition_key)
+                    source[trace.partition_key] = msg.tp
                     out.redacted["_partition"], out.redacted["_offset"] = msg.partition, msg.offset
                     await redacted.send(key=trace.partition_key.encode(), value=out.redacted)
                     found.extend(out.findings)
                     newest = max(newest, trace.timestamp.timestamp())
                     await usage.send(key=b"usage", value=wiring.usage_record(trace))
                 found.extend(wiring.governor.advance(newest, touched))
+                # A rebalance during the batch: the new owner replays these scopes from the
+                # committed offset with the table's state; this worker's view of them must
+                # neither reach the table nor decide anything.
+                owned = stream.app.consumer.assignment()
+                moved = {key for key, tp in source.items() if tp not in owned}
+                if moved:
+                    wiring.governor.forget(moved)
+                    touched -= moved
+                    found = [f for f in found if partition_key(f.subject.get("route", ""),
+                                                               f.subject.get("model", "")) not in moved]
                 states, traffic = wiring.governor.checkpoint(touched)
                 for key, state in states.items():
                     scope_state[key] = state

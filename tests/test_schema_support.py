@@ -25,7 +25,7 @@ from streams.loadgen import LoadPlan, make_trace
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "deploy" / "config"
-TRACE_COLUMNS = (*tables.TRACES.columns, "refused")
+TRACE_COLUMNS = tables.TRACES.columns
 
 
 @contextmanager
@@ -73,8 +73,7 @@ def governed_traces(n: int, *, key: bytes = b"schema-test-key-0123456789abcdef",
 
 
 def trace_rows(records: list[dict[str, Any]]) -> tuple[list[list[Any]], list[str]]:
-    rows, keys = tables.rows_for(tables.TRACES, records)
-    return [[*row, r["refused"]] for row, r in zip(rows, records, strict=True)], keys
+    return tables.rows_for(tables.TRACES, records)
 
 
 def insert_traces(store: ClickHouseStore, records: list[dict[str, Any]], *, token: str | None = None) -> None:
