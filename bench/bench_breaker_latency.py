@@ -84,7 +84,7 @@ def main() -> None:
             route = f"latency-{trip}"
             for model in ("gpt-4o-mini", "claude-3-5-haiku"):  # the route has two models
                 publisher.publish(trace_for(route, model, error=False, rng=rng))
-            for _ in range(19):  # min_requests is 20: the 20th error trips it
+            for _ in range(18):  # min_requests is 20: with the healthy one, the 20th request trips it
                 publisher.publish(trace_for(route, "gpt-4o-mini", error=True, rng=rng))
             publisher.flush()
             time.sleep(0.4)
