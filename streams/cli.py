@@ -109,15 +109,10 @@ def run_sql(query: str, fmt: str = "JSONEachRow", s: WardenSettings | None = Non
     directly otherwise (a server DSN, or no worker holding the embedded engine)."""
     s = s or settings()
     if s.embedded_clickhouse:
-        url = f"http://{s.web_host}:{s.web_port}/sql?" + urllib.parse.urlencode({"q": query, "format": fmt})
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                return bytes(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = json.loads(exc.read() or b"{}").get("error", str(exc))
-            raise typer.BadParameter(detail) from exc
-        except urllib.error.URLError:
-            pass  # no worker owns the engine: open it here
+        answer = _query_worker(s, query, fmt)
+        if answer is not None:
+            return answer
+        # No worker owns the embedded engine: open it in this process.
     from sinks.clickhouse import ClickHouseStore
 
     store = ClickHouseStore(s.clickhouse_dsn)
@@ -125,6 +120,19 @@ def run_sql(query: str, fmt: str = "JSONEachRow", s: WardenSettings | None = Non
         return store.query_readonly(query, fmt=fmt)
     finally:
         store.close()
+
+
+def _query_worker(s: WardenSettings, query: str, fmt: str) -> bytes | None:
+    """The worker's read-only /sql answer, or None when no worker is listening."""
+    url = f"http://{s.web_host}:{s.web_port}/sql?" + urllib.parse.urlencode({"q": query, "format": fmt})
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", str(exc))
+        raise typer.BadParameter(detail) from exc
+    except urllib.error.URLError:
+        return None
 
 
 @app.command()

@@ -20,6 +20,7 @@ import typer
 from detectors.config import DetectorsConfig, load_detectors_config
 from detectors.drift.config import DriftConfig
 from detectors.drift.scan import StreamDriftScan
+from streams.jsonl import text_records
 
 ENCODE_BATCH = 2048  # lines per encoder call: big enough to sort by length, small in memory
 
@@ -27,16 +28,9 @@ ENCODE_BATCH = 2048  # lines per encoder call: big enough to sort by length, sma
 def read_records(source: TextIO, bad: list[int]) -> Iterator[tuple[int, str, str]]:
     """Yield ``(line index, stream, text)`` per valid line (index 0-based); blank lines are
     skipped; bad line numbers (1-based) are appended to ``bad``."""
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            bad.append(number)
-            continue
-        stream = record.get("stream", "default") if isinstance(record, dict) else None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not isinstance(stream, str):
+    for number, record in text_records(source, bad):
+        stream = record.get("stream", "default")
+        if not isinstance(stream, str):
             bad.append(number)
             continue
         yield number - 1, stream, record["text"]

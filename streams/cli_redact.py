@@ -16,6 +16,7 @@ from typing import Annotated, TextIO
 import typer
 
 from detectors.redaction import RedactionPolicy, RedactionPolicyError, Redactor
+from streams.jsonl import text_records
 
 DEFAULT_POLICY = Path("deploy/config/redaction-policy.yaml")
 
@@ -23,17 +24,7 @@ DEFAULT_POLICY = Path("deploy/config/redaction-policy.yaml")
 def redact_lines(redactor: Redactor, source: TextIO, sink: TextIO) -> list[int]:
     """Redact every line of ``source`` into ``sink``; returns the numbers of bad lines."""
     bad: list[int] = []
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            bad.append(number)
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            bad.append(number)
-            continue
+    for _number, record in text_records(source, bad):
         result = redactor.redact(record["text"])
         out = {
             "text": result.text,
