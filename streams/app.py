@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -23,7 +23,7 @@ import structlog
 from streams.config import WardenSettings
 from streams.ingest import RejectedTrace, SourcePosition, dead_letter, decode_trace
 from streams.metrics import METRICS
-from streams.records import partition_key
+from streams.state import OwnedKeys, RebalanceFence, StateTable, ack_all
 from streams.wiring import Wiring
 
 log = structlog.get_logger("warden.worker")
@@ -39,7 +39,7 @@ DRIFT_BATCH = 256
 
 def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     app = faust.App(
-        settings.app_id,
+        consumer_group(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         topic_partitions=settings.partitions,
@@ -67,108 +67,120 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     usage = app.topic(topic("usage.v1"), value_serializer="json", key_serializer="raw", partitions=1)
     dead = app.topic(topic("deadletter.v1"), value_serializer="json", key_serializer="raw")
 
-    # Per-scope detector state, co-partitioned with the raw topic (same key, same
-    # partitioner): it survives restarts and follows its partition in a rebalance.
-    scope_state = app.Table("scope-state", default=None,
-                            partitions=settings.partitions, use_partitioner=True)
-    route_state = app.Table("breaker-state", default=None,
-                            partitions=settings.partitions, use_partitioner=True)
-    economics_state = app.Table("economics-state", default=None, partitions=1, use_partitioner=True)
-    drift_state = app.Table("drift-state", default=None, partitions=settings.partitions, use_partitioner=True)
-
     governs = settings.role in ("all", "govern")
     sinks = settings.role in ("all", "sink")
 
     if governs:
+        # Per-key state, co-partitioned with its source topic (raw UTF-8 keys, murmur2): it
+        # survives restarts and follows its partition in a rebalance (streams.state).
+        def table(name: str, partitions: int) -> StateTable:
+            return StateTable(app.Table(name, default=None, key_type=bytes, partitions=partitions,
+                                        use_partitioner=True))
+
+        scope_state = table("scope-state", settings.partitions)
+        route_state = table("breaker-state", settings.partitions)
+        economics_state = table("economics-state", 1)
+        drift_state = table("drift-state", settings.partitions)
+        fence = RebalanceFence(app)
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _on_revoked(app_: object, revoked: object, **_: object) -> None:
+            await fence.revoked()
+            wiring.drift.forget()
+
         @app.agent(raw, concurrency=1)
         async def govern(stream: Any) -> None:
-            async for events in event_batches(stream, GOVERN_BATCH, GOVERN_WAIT_S):
-                started = time.perf_counter()
+            async for events in event_batches(stream, GOVERN_BATCH, GOVERN_WAIT_S, fence):
+                generation, started = fence.generation, time.perf_counter()
                 wiring.poll_changes()
                 touched: set[str] = set()
-                source: dict[str, Any] = {}
+                outputs: list[tuple[Any, bytes, Any]] = []
                 found = []
                 newest = 0.0
                 for event in events:
                     msg = event.message
                     key = msg.key.decode("utf-8", "replace") if msg.key else None
+                    where = SourcePosition(msg.topic, msg.partition, msg.offset, key)
                     try:
                         trace = decode_trace(event.value)
                     except RejectedTrace as rejection:
-                        where = SourcePosition(msg.topic, msg.partition, msg.offset, key)
-                        letter = dead_letter(event.value, rejection, where)
                         METRICS.dead_letters.labels(rejection.kind).inc()
                         log.warning("dead_letter", kind=rejection.kind, reason=rejection.reason[:300],
                                     partition=msg.partition, offset=msg.offset)
-                        await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
+                        outputs.append((dead, (key or "").encode(),
+                                        dead_letter(event.value, rejection, where).model_dump(mode="json")))
                         continue
                     try:
                         out = wiring.governor.govern(trace, scope_state, (msg.partition, msg.offset))
                     except Exception as exc:  # a detector bug must not stop the stream
                         log.exception("govern_failed", partition=msg.partition, offset=msg.offset)
                         failure = RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}")
-                        letter = dead_letter(event.value, failure,
-                                             SourcePosition(msg.topic, msg.partition, msg.offset, key))
-                        await dead.send(key=(key or "").encode(), value=letter.model_dump(mode="json"))
+                        outputs.append((dead, (key or "").encode(),
+                                        dead_letter(event.value, failure, where).model_dump(mode="json")))
                         continue
                     touched.add(trace.partition_key)
-                    source[trace.partition_key] = msg.tp
                     out.redacted["_partition"], out.redacted["_offset"] = msg.partition, msg.offset
-                    await redacted.send(key=trace.partition_key.encode(), value=out.redacted)
+                    outputs.append((redacted, trace.partition_key.encode(), out.redacted))
+                    outputs.append((usage, b"usage", wiring.usage_record(trace, (msg.partition, msg.offset))))
                     found.extend(out.findings)
                     newest = max(newest, trace.timestamp.timestamp())
-                    await usage.send(key=b"usage", value=wiring.usage_record(trace))
                 found.extend(wiring.governor.advance(newest, touched))
-                # A rebalance during the batch: the new owner replays these scopes from the
-                # committed offset with the table's state; this worker's view of them must
-                # neither reach the table nor decide anything.
-                owned = stream.app.consumer.assignment()
-                moved = {key for key, tp in source.items() if tp not in owned}
-                if moved:
-                    wiring.governor.forget(moved)
-                    touched -= moved
-                    found = [f for f in found if partition_key(f.subject.get("route", ""),
-                                                               f.subject.get("model", "")) not in moved]
-                states, traffic = wiring.governor.checkpoint(touched)
-                for key, state in states.items():
-                    scope_state[key] = state
-                # Traffic first: the breaker judges a finding against the route's traffic.
-                for finding in traffic + found:
-                    METRICS.findings.labels(finding.kind).inc()
-                    await findings.send(key=finding.subject.get("route", "").encode(),
-                                        value=wiring.finding_record(finding))
-                await ack_all(stream, events)
+                async with fence.commit(generation, stream, events) as ok:
+                    if not ok:
+                        # A rebalance began during the batch: the next owner replays it from the
+                        # committed offset with the table's state, so this worker's view of
+                        # these scopes must neither reach the table nor decide anything.
+                        wiring.governor.forget(touched)
+                        METRICS.batches_fenced.labels("govern").inc()
+                        continue
+                    states, traffic = wiring.governor.checkpoint(touched)
+                    for key, state in states.items():
+                        scope_state[key] = state
+                    for topic_, key_, value in outputs:
+                        await topic_.send(key=key_, value=value)
+                    # Traffic first: the breaker judges a finding against the route's traffic.
+                    for finding in traffic + found:
+                        METRICS.findings.labels(finding.kind).inc()
+                        await findings.send(key=finding.subject.get("route", "").encode(),
+                                            value=wiring.finding_record(finding))
                 METRICS.traces.inc(len(events))
                 METRICS.stage_seconds.labels("govern").observe(time.perf_counter() - started)
 
         @app.agent(findings, concurrency=1)
         async def decide(stream: Any) -> None:
-            async for events in event_batches(stream, DECIDE_BATCH, DECIDE_WAIT_S):
-                for record in (e.value for e in events):
-                    for alert in wiring.alerts_for(record, route_state):
+            async for events in event_batches(stream, DECIDE_BATCH, DECIDE_WAIT_S, fence):
+                generation = fence.generation
+                async with fence.commit(generation, stream, events) as ok:
+                    if not ok:  # nothing was computed yet: the next owner decides these
+                        METRICS.batches_fenced.labels("decide").inc()
+                        continue
+                    for record in (e.value for e in events):
+                        for alert in wiring.alerts_for(record, route_state):
+                            await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
+                        for signal in wiring.decide(record, route_state):
+                            await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
+                    for alert in wiring.alert_only_alerts():
                         await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
-                    for signal in wiring.decide(record, route_state):
-                        await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
-                for alert in wiring.alert_only_alerts():
-                    await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
-                await ack_all(stream, events)
 
         @app.agent(usage, concurrency=1)
         async def economics(stream: Any) -> None:
-            async for events in event_batches(stream, GOVERN_BATCH, 0.5):
-                for finding in wiring.economics.update([e.value for e in events], economics_state):
-                    METRICS.findings.labels(finding.kind).inc()
-                    await findings.send(key=finding.subject.get("route", "").encode(),
-                                        value=wiring.finding_record(finding))
-                await ack_all(stream, events)
+            async for events in event_batches(stream, GOVERN_BATCH, 0.5, fence):
+                async with fence.commit(fence.generation, stream, events) as ok:
+                    if not ok:
+                        METRICS.batches_fenced.labels("economics").inc()
+                        continue
+                    for finding in wiring.economics.update([e.value for e in events], economics_state):
+                        METRICS.findings.labels(finding.kind).inc()
+                        await findings.send(key=finding.subject.get("route", "").encode(),
+                                            value=wiring.finding_record(finding))
 
         @app.agent(redacted, concurrency=1)
         async def drift(stream: Any) -> None:
             # Its own agent over the redacted topic: the encoder's cost shows as drift lag,
             # never as redaction or storage lag.
             loop = asyncio.get_running_loop()
-            async for events in event_batches(stream, DRIFT_BATCH, 1.0):
-                started = time.perf_counter()
+            async for events in event_batches(stream, DRIFT_BATCH, 1.0, fence):
+                generation, started = fence.generation, time.perf_counter()
                 try:
                     found, due = await loop.run_in_executor(None, wiring.drift_batch,
                                                             [e.value for e in events], drift_state)
@@ -176,26 +188,35 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     log.exception("drift_batch_failed", traces=len(events))
                     METRICS.findings.labels("drift.error").inc()
                     found, due = [], {}
-                for key, state in due.items():
-                    drift_state[key] = state
-                for finding in found:
-                    METRICS.findings.labels(finding.kind).inc()
-                    await findings.send(key=finding.subject.get("route", "").encode(),
-                                        value=wiring.finding_record(finding))
-                await ack_all(stream, events)
+                async with fence.commit(generation, stream, events) as ok:
+                    if not ok:
+                        wiring.drift.forget()
+                        METRICS.batches_fenced.labels("drift").inc()
+                        continue
+                    for key, state in due.items():
+                        drift_state[key] = state
+                    for finding in found:
+                        METRICS.findings.labels(finding.kind).inc()
+                        await findings.send(key=finding.subject.get("route", "").encode(),
+                                            value=wiring.finding_record(finding))
                 METRICS.stage_seconds.labels("drift").observe(time.perf_counter() - started)
 
-        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-        async def _forget_drift(app_: object, revoked: object, **_: object) -> None:
-            wiring.drift.forget()
+        findings_partitions = settings.partitions
 
         @app.timer(interval=1.0)
         async def breaker_clock() -> None:
-            # Cooldowns and override expiries advance with wall time, not with traffic.
-            for signal in wiring.tick(route_state):
-                await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
-            for alert in wiring.alert_only_alerts():
-                await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
+            # Cooldowns and override expiries advance with wall time, not with traffic; only
+            # for the routes whose findings partition this worker owns (the memory store
+            # keeps keys of revoked partitions).
+            async with fence.commit(fence.generation, None, []) as ok:
+                if not ok:
+                    return
+                owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == findings.get_topic_name()}
+                routes = OwnedKeys(route_state, owned, findings_partitions)
+                for signal in wiring.tick(routes):
+                    await breaker.send(key=signal.target.encode(), value=signal.model_dump(mode="json"))
+                for alert in wiring.alert_only_alerts():
+                    await alerts.send(key=alert.dedup_key.encode(), value=alert.model_dump(mode="json"))
 
     if sinks:
         for name, source in (("traces", redacted), ("findings", findings), ("alerts", alerts),
@@ -242,6 +263,16 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     return app
 
 
+def consumer_group(settings: WardenSettings) -> str:
+    """Kafka assigns partitions per worker, not per agent, so every worker of a consumer
+    group must run the same agents: governing workers (``all``, ``govern``) share
+    ``WARDEN_APP_ID``, storing-only workers (``sink``) use ``WARDEN_APP_ID-sink``. (In one
+    group a ``govern`` worker would consume, and commit, findings that only a ``sink``
+    worker stores.) Do not mix ``all`` and ``govern`` workers: scale out with more ``all``
+    workers, or with ``govern`` workers plus ``sink`` workers."""
+    return f"{settings.app_id}-sink" if settings.role == "sink" else settings.app_id
+
+
 def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: WardenSettings,
                 wiring: Wiring) -> None:
     async def store(stream: Any) -> None:
@@ -261,7 +292,8 @@ def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: Ward
     app.agent(source, name=f"store_{table}", concurrency=1)(store)
 
 
-async def event_batches(stream: Any, max_: int, within_s: float) -> AsyncIterator[list[Any]]:
+async def event_batches(stream: Any, max_: int, within_s: float,
+                        fence: RebalanceFence | None = None) -> AsyncIterator[list[Any]]:
     """Batches of events, each acknowledged by the caller only after it was handled.
 
     Not Faust's ``take``/``take_events``: they acknowledge a batch in a ``finally`` block
@@ -270,14 +302,19 @@ async def event_batches(stream: Any, max_: int, within_s: float) -> AsyncIterato
     handled can be replaced by its successor (the fault suite lost offset 207 of every
     partition that way). Here one task iterates a no-ack stream into a bounded queue (its
     backpressure is the consumer's) and batches close when full or ``within_s`` after
-    their first event.
+    their first event. With a ``fence``, events received before the last revocation are
+    dropped: Faust seeks every partition it still owns back to the committed offset after
+    a rebalance, so they come again.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max_)
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=max_)
+
+    def generation() -> int:
+        return fence.generation if fence is not None else 0
 
     async def pump() -> None:
         async for event in stream.noack().events():
-            await queue.put(event)
+            await queue.put((generation(), event))
 
     task = asyncio.ensure_future(pump())
     try:
@@ -299,16 +336,12 @@ async def event_batches(stream: Any, max_: int, within_s: float) -> AsyncIterato
             # unacknowledged: their new owner replays them from the committed offset, and
             # handling them here too would apply them to state twice.
             owned = stream.app.consumer.assignment()
-            batch = [event for event in batch if event.message.tp in owned]
-            if batch:
-                yield batch
+            current = generation()
+            events = [event for seen, event in batch if seen == current and event.message.tp in owned]
+            if events:
+                yield events
     finally:
         task.cancel()
-
-
-async def ack_all(stream: Any, events: Sequence[Any]) -> None:
-    for event in events:
-        await stream.ack(event)
 
 
 def dumps(value: Any) -> bytes:

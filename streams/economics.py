@@ -32,6 +32,7 @@ class Economics:
         self.events: deque[CostChangeEvent] = deque(maxlen=1000)
         self._seq = -1
         self._governor: CostGovernor | None = None
+        self._applied: dict[str, int] = {}  # raw partition -> highest offset counted
 
     @classmethod
     def from_settings(cls, settings: WardenSettings) -> Economics:
@@ -48,8 +49,9 @@ class Economics:
         if stored:
             self._governor = CostGovernor.from_state(stored["governor"], self.catalog, self.policy)
             self._seq = int(stored["seq"])
+            self._applied = {str(k): int(v) for k, v in (stored.get("applied") or {}).items()}
         else:
-            self._governor, self._seq = CostGovernor(self.catalog, self.policy), 0
+            self._governor, self._seq, self._applied = CostGovernor(self.catalog, self.policy), 0, {}
         return self._governor
 
     def update(self, records: Sequence[Mapping[str, Any]], states: MutableMapping[str, Any]) -> list[Finding]:
@@ -57,8 +59,21 @@ class Economics:
         events = list(self.events)
         found: list[Finding] = []
         for record in records:
+            if not self._first_time(record.get("_source")):
+                continue  # sent again by a replayed raw batch: already counted
             found += governor.update(cost_sample_from_record(record), events)
         governor.drain_runs()
         self._seq += 1
-        states[STATE_KEY] = {"seq": self._seq, "governor": governor.to_state()}
+        states[STATE_KEY] = {"seq": self._seq, "governor": governor.to_state(), "applied": self._applied}
         return found
+
+    def _first_time(self, source: Sequence[int] | None) -> bool:
+        # Each raw partition is governed in order, so its usage records arrive in offset
+        # order; a replay after a crash or rebalance repeats a prefix of what was applied.
+        if not source:
+            return True
+        partition, offset = str(source[0]), int(source[1])
+        if offset <= self._applied.get(partition, -1):
+            return False
+        self._applied[partition] = offset
+        return True

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 import yaml
 
 from detectors.breaker import load_policy
@@ -25,6 +26,8 @@ from streams.config import WardenSettings
 from streams.records import ChangeEvent, InferenceTrace
 from streams.scope import Context, GovernConfig, ScopeDetectors
 from streams.values import cost_sample, is_refusal, ledger_entry
+
+log = structlog.get_logger("warden.governor")
 
 
 def load_govern_config(settings: WardenSettings) -> GovernConfig:
@@ -107,6 +110,10 @@ class Governor:
         scope = (ScopeDetectors.from_state(stored, self.config) if stored
                  else ScopeDetectors(subject, self.config, learn_until=self.context.learn_until))
         scope.saved_seq = saved
+        if cached is not None or stored:
+            # Rare (start, rebalance): worth a line when tracing state across owners.
+            log.debug("scope_loaded", scope=key, seq=scope.seq, applied=scope.applied,
+                     cached_seq=None if cached is None else cached.saved_seq)
         self._scopes[key] = scope
         return scope
 

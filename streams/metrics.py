@@ -13,6 +13,9 @@ class WorkerMetrics:
         self.dead_letters = Counter("warden_dead_letters_total", "Input sent to the dead-letter topic",
                                     ["kind"], registry=self.registry)
         self.findings = Counter("warden_findings_total", "Detector findings", ["kind"], registry=self.registry)
+        self.batches_fenced = Counter("warden_batches_fenced_total",
+                                      "Batches dropped unacknowledged because a rebalance began during them "
+                                      "(replayed by the partitions' next owner)", ["agent"], registry=self.registry)
         self.rows_written = Counter("warden_sink_rows_total", "Rows durably written to ClickHouse",
                                     ["table"], registry=self.registry)
         self.sink_failures = Counter("warden_sink_write_failures_total", "Failed ClickHouse writes (retried)",

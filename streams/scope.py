@@ -70,6 +70,7 @@ class ScopeDetectors:
         self.applied: dict[str, int] = {}
         self.outbox: list[list[Any]] = []
         self.pending: list[list[Any]] = []
+        self.applied_in_batch = False
         # Traffic since the last checkpoint, summarised once per batch for the breaker.
         self.batch_requests = 0
         self.batch_errors = 0
@@ -103,10 +104,15 @@ class ScopeDetectors:
     def applied_at(self, partition: int, offset: int, findings: list[Finding]) -> None:
         self.applied[str(partition)] = max(offset, self.applied.get(str(partition), -1))
         self.pending += [[partition, offset, f.to_dict()] for f in findings]
+        self.applied_in_batch = True
 
     def close_batch(self) -> None:
-        """At a checkpoint: this batch's findings become the outbox stored with the state."""
-        self.outbox, self.pending = self.pending, []
+        """At a checkpoint: the findings of a batch that applied anything become the outbox
+        stored with the state. A batch that only replayed keeps the outbox: a replay can span
+        several batches, and each must still find the findings it re-emits."""
+        if self.applied_in_batch:
+            self.outbox, self.pending = self.pending, []
+        self.applied_in_batch = False
 
     def advance(self, now: float, context: Context) -> list[Finding]:
         """Time-driven resolution (settle periods, grace periods, daily counts)."""

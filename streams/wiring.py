@@ -93,8 +93,13 @@ class Wiring:
             self.governor.add_changes(events)
             self.economics.add_changes(events)
 
-    def usage_record(self, trace: InferenceTrace) -> dict[str, Any]:
-        return cost_sample_record(cost_sample(trace))
+    def usage_record(self, trace: InferenceTrace, source: tuple[int, int] | None = None) -> dict[str, Any]:
+        """``source`` (raw partition, offset) lets the economics agent apply a usage record
+        once although a replayed raw batch sends it again."""
+        record = cost_sample_record(cost_sample(trace))
+        if source is not None:
+            record["_source"] = list(source)
+        return record
 
     def finding_record(self, finding: Finding) -> dict[str, Any]:
         record = finding.to_dict()

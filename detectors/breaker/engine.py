@@ -24,6 +24,7 @@ from detectors.breaker.records import Override, TargetState, Transition
 from detectors.breaker.targets import covers, parse_target, scope_of, target_key
 from detectors.findings import Finding
 
+SEEN_IDS = 64  # finding ids remembered per target to ignore redeliveries
 
 class BreakerPolicyEngine:
     """Breaker state for every target, driven by findings, traffic and the clock.
@@ -80,6 +81,9 @@ class BreakerPolicyEngine:
         if rule is None:
             return []
         st = self._get(target)
+        if finding.finding_id in st.seen:
+            return []  # delivered again: already acted on
+        st.seen = [*st.seen[-(SEEN_IDS - 1):], finding.finding_id]
         out = self._advance(target, st, now)
         ids = self._collect(st, rule, finding, now)
         if ids is None:

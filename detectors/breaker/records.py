@@ -83,6 +83,9 @@ class TargetState:
     override: Override | None = None
     alert_key: str = ""
     alert_at: float | None = None
+    # Ids of the last findings acted on: a finding delivered twice (at-least-once
+    # delivery, a replayed batch) must not trip the breaker twice.
+    seen: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         default = TargetState()

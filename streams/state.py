@@ -1,0 +1,149 @@
+"""Worker state in Faust tables, kept on the right side of a rebalance.
+
+Two things make per-key state move correctly with its partition:
+
+* **Co-partitioned keys.** A table's changelog partition must be the partition of the
+  source record with the same key, or a rebalance hands the new owner a partition whose
+  state is in a changelog partition it does not recover. Faust serialises table keys as
+  JSON by default (``"route|model"`` with quotes), which the murmur2 partitioner sends to a
+  different partition than the raw ``route|model`` key of the source topic. ``StateTable``
+  stores keys as their raw UTF-8 bytes, so key, source partition and changelog partition
+  agree.
+* **A fence around each batch's effects.** With ``stream_wait_empty=False`` (our batches
+  hold unacknowledged events by design) Faust does not wait for agents when partitions are
+  revoked, so a batch could write state and outputs while its partitions are already being
+  handed to another worker, which recovers the table before those writes land and replays
+  the batch from the committed offset. ``RebalanceFence`` makes a batch's effects all or
+  nothing with respect to a revocation: a batch commits (state, outputs, producer flush,
+  acknowledgements) under a lock that revocation also takes; a batch that began before a
+  revocation commits nothing, and its events are replayed by whoever owns them next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``: the same in the
+    Java client, aiokafka, Faust tables and ``TracePublisher``."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class StateTable(MutableMapping[str, Any]):
+    """A Faust table seen as a ``str``-keyed mapping whose keys are stored as raw bytes.
+
+    Create the table with ``key_type=bytes`` and ``use_partitioner=True``. In replay and
+    tests a plain ``dict`` takes its place.
+    """
+
+    def __init__(self, table: Any):
+        self.table = table
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self.table.get(key.encode(), default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.table[key.encode()]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.encode() in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k) for k in self.table])
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+class OwnedKeys(MutableMapping[str, Any]):
+    """The keys of a ``StateTable`` whose partition this worker owns, for work driven by a
+    timer rather than by records (the memory store keeps keys of revoked partitions)."""
+
+    def __init__(self, table: StateTable, owned: set[int], partitions: int):
+        self.table, self.owned, self.partitions = table, owned, partitions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k for k in self.table if partition_of(k, self.partitions) in self.owned])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.table[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+
+class RebalanceFence:
+    """Keeps each batch's effects on one side of a partition revocation.
+
+    >>> import asyncio
+    >>> class FakeApp:  # what the fence needs from a Faust app
+    ...     class consumer:
+    ...         @staticmethod
+    ...         def assignment(): return {"tp0"}
+    ...     class producer:
+    ...         @staticmethod
+    ...         async def flush(): pass
+    >>> fence = RebalanceFence(FakeApp)
+    >>> class Event:
+    ...     class message: tp = "tp0"
+    >>> async def demo():
+    ...     started = fence.generation
+    ...     await fence.revoked()                      # a rebalance begins mid-batch
+    ...     async with fence.commit(started, None, [Event]) as ok:
+    ...         return ok
+    >>> asyncio.run(demo())
+    False
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.generation = 0
+        self._lock = asyncio.Lock()
+
+    async def revoked(self) -> None:
+        """Call from ``on_partitions_revoked``: waits for a committing batch to finish and
+        flushes what it produced, so the next owner recovers it; later commits of batches
+        begun before this point are refused."""
+        async with self._lock:
+            self.generation += 1
+            await self.app.producer.flush()
+
+    def owns(self, partitions: set[Any]) -> bool:
+        return partitions <= set(self.app.consumer.assignment())
+
+    @asynccontextmanager
+    async def commit(self, generation: int, stream: Any, events: Sequence[Any]) -> AsyncIterator[bool]:
+        """``async with fence.commit(batch_generation, stream, events) as ok``: when ``ok``,
+        write state and send outputs in the block; on leaving it the producer is flushed and
+        only then are the events acknowledged (outputs and changelog are in Kafka before an
+        offset can be committed). When not ``ok`` the batch began before a revocation or its
+        partitions moved: write nothing; its events stay unacknowledged and are replayed."""
+        async with self._lock:
+            ok = generation == self.generation and self.owns({e.message.tp for e in events})
+            yield ok
+            if ok:
+                await self.app.producer.flush()
+                await ack_all(stream, events)
+
+
+async def ack_all(stream: Any, events: Sequence[Any]) -> None:
+    for event in events:
+        await stream.ack(event)

@@ -1,0 +1,198 @@
+"""State that moves with its partition: co-partitioned table keys, the rebalance fence, and
+idempotence of what a replayed batch sends again (no broker needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import faust
+from aiokafka.partitioner import DefaultPartitioner
+
+from detectors.breaker import BreakerPolicyEngine, load_policy
+from detectors.findings import Finding
+from streams.app import consumer_group
+from streams.config import WardenSettings
+from streams.economics import Economics
+from streams.governor import Governor
+from streams.records import InferenceTrace
+from streams.state import OwnedKeys, RebalanceFence, StateTable, partition_of
+from tests.pipeline_helpers import CONFIG_DIR, trace_for
+
+KEYS = [f"{route}|{model}" for route in ("support-chat", "checkout-assistant", "code-review", "search-summarize")
+        for model in ("gpt-4o-mini", "claude-3-5-haiku")]
+
+
+def test_state_keys_land_in_the_partition_of_their_source_records() -> None:
+    # The regression: Faust's default table key serializer is JSON, and murmur2 of
+    # '"route|model"' is another partition than murmur2 of 'route|model'.
+    app = faust.App("t-state", broker="memory://")
+    raw_keyed = app.Table("raw-keyed", default=None, key_type=bytes, partitions=4, use_partitioner=True)
+    json_keyed = app.Table("json-keyed", default=None, partitions=4, use_partitioner=True)
+    assert raw_keyed.key_serializer == "raw" and json_keyed.key_serializer == "json"
+    partitioner = DefaultPartitioner()
+    moved = 0
+    for key in KEYS:
+        source = partition_of(key, 4)
+        assert partitioner(key.encode(), [0, 1, 2, 3], [0, 1, 2, 3]) == source
+        moved += partitioner(json.dumps(key).encode(), [0, 1, 2, 3], [0, 1, 2, 3]) != source
+    assert moved  # JSON keys would have put some scopes' state on another partition
+
+
+def test_state_table_speaks_str_and_stores_bytes() -> None:
+    backing: dict[bytes, Any] = {}
+    table = StateTable(backing)
+    table["code-review|gpt-4o-mini"] = {"seq": 1}
+    assert backing == {b"code-review|gpt-4o-mini": {"seq": 1}}
+    assert table.get("code-review|gpt-4o-mini") == {"seq": 1} and table.get("missing") is None
+    assert "code-review|gpt-4o-mini" in table and list(table) == ["code-review|gpt-4o-mini"]
+
+
+def test_owned_keys_only_yields_keys_of_owned_partitions() -> None:
+    table = StateTable({route.encode(): {} for route in ("a", "b", "c", "d", "e", "f")})
+    owned = {partition_of("a", 4)}
+    view = OwnedKeys(table, owned, 4)
+    assert list(view) == [k for k in ("a", "b", "c", "d", "e", "f") if partition_of(k, 4) in owned]
+    assert "a" in list(view)
+
+
+class _App:
+    def __init__(self) -> None:
+        self.assigned = {"tp0", "tp1"}
+        self.flushed = 0
+        app = self
+
+        class Consumer:
+            @staticmethod
+            def assignment() -> set[str]:
+                return app.assigned
+
+        class Producer:
+            @staticmethod
+            async def flush() -> None:
+                app.flushed += 1
+
+        self.consumer, self.producer = Consumer, Producer
+
+
+class _Event:
+    def __init__(self, tp: str):
+        self.message = type("M", (), {"tp": tp})()
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self.acked: list[Any] = []
+
+    async def ack(self, event: Any) -> None:
+        self.acked.append(event)
+
+
+def test_fence_flushes_before_acknowledging_and_refuses_batches_begun_before_a_revocation() -> None:
+    app, stream = _App(), _Stream()
+    fence = RebalanceFence(app)
+    events = [_Event("tp0"), _Event("tp1")]
+
+    async def scenario() -> list[bool]:
+        results = []
+        async with fence.commit(fence.generation, stream, events) as ok:
+            assert app.flushed == 0 and not stream.acked  # nothing acknowledged before the flush
+            results.append(ok)
+        assert app.flushed == 1 and stream.acked == events
+        started = fence.generation
+        await fence.revoked()
+        async with fence.commit(started, stream, events) as ok:
+            results.append(ok)
+        app.assigned = {"tp0"}  # tp1 moved away
+        async with fence.commit(fence.generation, stream, events) as ok:
+            results.append(ok)
+        return results
+
+    assert asyncio.run(scenario()) == [True, False, False]
+    assert len(stream.acked) == 2  # only the first batch was acknowledged
+
+
+def test_revocation_waits_for_a_committing_batch() -> None:
+    app, stream = _App(), _Stream()
+    fence = RebalanceFence(app)
+    order: list[str] = []
+
+    async def batch() -> None:
+        async with fence.commit(fence.generation, stream, [_Event("tp0")]) as ok:
+            assert ok
+            await asyncio.sleep(0.05)  # sending outputs
+            order.append("batch sent")
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(batch())
+        await asyncio.sleep(0.01)
+        await fence.revoked()
+        order.append("revoked")
+        await task
+
+    asyncio.run(scenario())
+    assert order == ["batch sent", "revoked"]
+
+
+def _governor() -> Governor:
+    from streams.redaction import load_redactor
+    settings = WardenSettings(config_dir=CONFIG_DIR, pseudonym_key="replay-key-0123456789abcdef")
+    return Governor.from_settings(settings, load_redactor(settings))
+
+
+def test_a_replay_spanning_several_batches_re_emits_every_finding_of_the_lost_batch() -> None:
+    rng = random.Random(3)
+    traces = [InferenceTrace.model_validate(trace_for("r", "m", error=i >= 60, rng=rng)) for i in range(120)]
+    states: dict[str, Any] = {}
+    first = _governor()
+    produced = []
+    for offset, trace in enumerate(traces):  # one batch: applied, checkpointed, outputs lost
+        produced += first.govern(trace, states, (0, offset)).findings
+    saved, _ = first.checkpoint({traces[0].partition_key})
+    assert produced
+    states = dict(saved)
+    # The next owner replays the batch from an older committed offset, in two batches.
+    second = _governor()
+    again = []
+    for chunk in (range(0, 70), range(70, 120)):
+        for offset in chunk:
+            again += second.govern(traces[offset], states, (0, offset)).findings
+        states.update(second.checkpoint({traces[0].partition_key})[0])
+    assert [f.finding_id for f in again] == [f.finding_id for f in produced]
+
+
+def test_the_breaker_acts_once_on_a_finding_delivered_twice() -> None:
+    engine = BreakerPolicyEngine(load_policy(CONFIG_DIR / "breaker-policy.yaml"))
+    subject = {"route": "checkout", "model": "gpt-4o"}
+    engine.on_traffic(subject, 500, 0, 0.0)
+    engine.on_traffic({"route": "checkout", "model": "other"}, 500, 0, 0.0)
+    trip = Finding("error_rate.high", subject, 0.6, 0.25, 1.0, "critical")
+    assert [t.to_state for t in engine.on_finding(trip, 1.0)] == ["open"]
+    engine.tick(100.0)  # cooldown over: half-open
+    assert engine.state("route=checkout,model=gpt-4o") == "half_open"
+    assert engine.on_finding(trip, 100.0) == []  # the redelivered copy does not re-open it
+
+
+def test_economics_counts_a_usage_record_once_across_a_replay() -> None:
+    economics = Economics.from_settings(WardenSettings(config_dir=CONFIG_DIR))
+    states: dict[str, Any] = {}
+    rng = random.Random(5)
+    records = []
+    from streams.wiring import Wiring
+    for offset in range(20):
+        trace = InferenceTrace.model_validate(trace_for("r", "m", error=False, rng=rng))
+        records.append(Wiring.usage_record(None, trace, (3, offset)))  # type: ignore[arg-type]
+    economics.update(records[:15], states)
+    spent = json.dumps(states["economics"]["governor"], sort_keys=True)
+    economics.update(records[10:15], states)  # a replayed raw batch sends these again
+    assert json.dumps(states["economics"]["governor"], sort_keys=True) == spent
+    assert states["economics"]["applied"] == {"3": 14}
+    economics.update(records[10:20], states)
+    assert states["economics"]["applied"] == {"3": 19}
+
+
+def test_storing_workers_have_their_own_consumer_group() -> None:
+    groups = {role: consumer_group(WardenSettings(role=role)) for role in ("all", "govern", "sink")}
+    assert groups["all"] == groups["govern"] != groups["sink"]
