@@ -134,15 +134,16 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         METRICS.batches_fenced.labels("govern").inc()
                         continue
                     states, traffic = wiring.governor.checkpoint(touched)
-                    for key, state in states.items():
-                        scope_state[key] = state
-                    for topic_, key_, value in outputs:
-                        await topic_.send(key=key_, value=value)
-                    # Traffic first: the breaker judges a finding against the route's traffic.
+                    # Findings before the bulk of the outputs: they are what the breaker is
+                    # waiting for. Traffic first: a finding is judged against its route's traffic.
                     for finding in traffic + found:
                         METRICS.findings.labels(finding.kind).inc()
                         await findings.send(key=finding.subject.get("route", "").encode(),
                                             value=wiring.finding_record(finding))
+                    for key, state in states.items():
+                        scope_state[key] = state
+                    for topic_, key_, value in outputs:
+                        await topic_.send(key=key_, value=value)
                 METRICS.traces.inc(len(events))
                 METRICS.stage_seconds.labels("govern").observe(time.perf_counter() - started)
 

@@ -14,9 +14,10 @@ Two things make per-key state move correctly with its partition:
   revoked, so a batch could write state and outputs while its partitions are already being
   handed to another worker, which recovers the table before those writes land and replays
   the batch from the committed offset. ``RebalanceFence`` makes a batch's effects all or
-  nothing with respect to a revocation: a batch commits (state, outputs, producer flush,
-  acknowledgements) under a lock that revocation also takes; a batch that began before a
-  revocation commits nothing, and its events are replayed by whoever owns them next.
+  nothing with respect to a revocation: revocation waits for the commits under way (state,
+  outputs, producer flush, acknowledgements) and flushes them before the partitions are
+  handed over; a batch that began before a revocation commits nothing, and its events are
+  replayed by whoever owns them next.
 """
 
 from __future__ import annotations
@@ -116,15 +117,19 @@ class RebalanceFence:
     def __init__(self, app: Any):
         self.app = app
         self.generation = 0
-        self._lock = asyncio.Lock()
+        # Commits run concurrently (agents must not wait on each other: the breaker path is
+        # latency-bound); only revocation excludes them.
+        self._committing = 0
+        self._drained = asyncio.Condition()
 
     async def revoked(self) -> None:
-        """Call from ``on_partitions_revoked``: waits for a committing batch to finish and
-        flushes what it produced, so the next owner recovers it; later commits of batches
-        begun before this point are refused."""
-        async with self._lock:
+        """Call from ``on_partitions_revoked``: refuses later commits of batches begun before
+        this point, waits for the commits under way and flushes what they produced, so the
+        next owner of the partitions recovers it."""
+        async with self._drained:
             self.generation += 1
-            await self.app.producer.flush()
+            await self._drained.wait_for(lambda: self._committing == 0)
+        await self.app.producer.flush()
 
     def owns(self, partitions: set[Any]) -> bool:
         return partitions <= set(self.app.consumer.assignment())
@@ -136,12 +141,20 @@ class RebalanceFence:
         only then are the events acknowledged (outputs and changelog are in Kafka before an
         offset can be committed). When not ``ok`` the batch began before a revocation or its
         partitions moved: write nothing; its events stay unacknowledged and are replayed."""
-        async with self._lock:
-            ok = generation == self.generation and self.owns({e.message.tp for e in events})
+        # No await between the check and the count: a revocation cannot slip in between.
+        ok = generation == self.generation and self.owns({e.message.tp for e in events})
+        if ok:
+            self._committing += 1
+        try:
             yield ok
             if ok:
                 await self.app.producer.flush()
                 await ack_all(stream, events)
+        finally:
+            if ok:
+                async with self._drained:
+                    self._committing -= 1
+                    self._drained.notify_all()
 
 
 async def ack_all(stream: Any, events: Sequence[Any]) -> None:

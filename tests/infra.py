@@ -42,10 +42,10 @@ def free_port() -> int:
 class LocalKafka:
     """The project's KRaft broker on a test port with its own data directory."""
 
-    def __init__(self, port: int = TEST_KAFKA_PORT):
+    def __init__(self, port: int = TEST_KAFKA_PORT, extra_env: dict[str, str] | None = None):
         self.port = port
         self.data = REPO / "var" / f"kafka-test-{port}"
-        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(self.data)}
+        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(self.data), **(extra_env or {})}
 
     @property
     def bootstrap(self) -> str:

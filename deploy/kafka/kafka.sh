@@ -2,7 +2,7 @@
 # Local Apache Kafka (KRaft, one node on 127.0.0.1) for development, demos and tests.
 #   kafka.sh setup | up | down | status
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA (var/kafka under the repo),
-#              KAFKA_HEAP (512m).
+#              KAFKA_HEAP (512m), KAFKA_SASL_PORT + KAFKA_SASL_PLAIN_PASSWORD (an extra SASL listener).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -34,6 +34,19 @@ up() {
   mkdir -p "$data"
   sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA@#$data#g" \
     "$here/server.properties.in" > "$data/server.properties"
+  if [ -n "${KAFKA_SASL_PORT:-}" ]; then
+    # A second listener with SASL (PLAIN user 'warden', SCRAM-SHA-512 users added through
+    # the Admin API). Later keys win in a properties file.
+    : "${KAFKA_SASL_PLAIN_PASSWORD:?set KAFKA_SASL_PLAIN_PASSWORD together with KAFKA_SASL_PORT}"
+    cat >> "$data/server.properties" <<EOF
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_warden="$KAFKA_SASL_PLAIN_PASSWORD";
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+  fi
   if [ ! -f "$data/data/meta.properties" ]; then
     "${java_cmd[@]}" kafka.tools.StorageTool format -t "warden-local-cluster-0001" \
       -c "$data/server.properties" --ignore-formatted > "$data/format.log" 2>&1
