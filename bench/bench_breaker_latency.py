@@ -51,6 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trips", type=int, default=60)
     parser.add_argument("--load", type=float, default=300.0, help="background traces/s")
+    parser.add_argument("--split", action="store_true",
+                        help="a --role govern worker and a --role sink worker instead of one --role all")
+    parser.add_argument("--drift-rate", type=float, default=None,
+                        help="share of traces embedded for drift (default: the shipped config)")
     args = parser.parse_args()
     work = REPO / "var" / "bench-latency"
     shutil.rmtree(work, ignore_errors=True)
@@ -60,7 +64,18 @@ def main() -> None:
     bootstrap = f"127.0.0.1:{PORT}"
     pipeline = Pipeline(bootstrap=bootstrap, dsn=f"chdb://{work / 'clickhouse'}", workdir=work)
     config = fast_config(work)
-    worker = pipeline.worker(extra={"WARDEN_CONFIG_DIR": str(config)}).start()
+    if args.drift_rate is not None:  # share of traces the drift agent encodes (CPU-heavy without a GPU)
+        import yaml
+        detectors = yaml.safe_load((config / "detectors.yaml").read_text())
+        detectors["drift"]["sampling"].update(
+            rates={k: args.drift_rate for k in detectors["drift"]["sampling"]["rates"]}, default_rate=args.drift_rate)
+        (config / "detectors.yaml").write_text(yaml.safe_dump(detectors))
+    extra = {"WARDEN_CONFIG_DIR": str(config)}
+    if args.split:  # the scale-out layout: storage in its own process (and consumer group)
+        sink_worker = pipeline.worker(role="sink", extra=extra).start()
+        worker = pipeline.worker(role="govern", extra=extra).start()
+    else:
+        sink_worker, worker = None, pipeline.worker(extra=extra).start()
     client = BreakerClient(bootstrap, pipeline.topic("breaker.v1")).start()
     opened: dict[str, float] = {}
     client.on_update.append(lambda s: opened.setdefault(s.target, time.perf_counter())
@@ -69,15 +84,46 @@ def main() -> None:
     stop = threading.Event()
     rng = random.Random(1)
 
-    def background() -> None:
-        local = random.Random(2)
-        while not stop.is_set():
-            publisher.publish(trace_for("support-chat", "gpt-4o-mini", error=False, rng=local))
-            time.sleep(1 / args.load)
+    # Background traces are made before the clock starts: generating them costs this
+    # process more CPU than publishing, and on a small machine that would be charged to
+    # the pipeline. A fresh trace id per publish keeps them distinct records.
+    local = random.Random(2)
+    pool = [trace_for("support-chat", "gpt-4o-mini", error=False, rng=local) for _ in range(500)]
 
+    def background() -> None:
+        sent = 0
+        started = time.perf_counter()
+        while not stop.is_set():
+            trace = dict(pool[sent % len(pool)], trace_id=f"{sent:032x}")
+            publisher.publish(trace)
+            sent += 1
+            delay = started + sent / args.load - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+
+    # Where the time goes: when each route's tripping finding reaches the findings topic.
+    finding_seen: dict[str, float] = {}
+
+    def watch_findings() -> None:
+        from confluent_kafka import Consumer
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}",
+                             "auto.offset.reset": "latest", "fetch.wait.max.ms": 5, "enable.auto.commit": False})
+        consumer.subscribe([pipeline.topic("findings.v1")])
+        while not stop.is_set():
+            msg = consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            record = json.loads(msg.value())
+            if record.get("kind") == "error_rate.high":
+                finding_seen.setdefault(record["subject"].get("route", ""), time.perf_counter())
+        consumer.close()
+
+    watcher = threading.Thread(target=watch_findings, daemon=True)
+    watcher.start()
     feeder = threading.Thread(target=background, daemon=True)
     feeder.start()
     latencies: list[float] = []
+    to_finding: list[float] = []
     try:
         time.sleep(5)  # warm-up: group joined, first batches stored
         for trip in range(args.trips):
@@ -98,6 +144,8 @@ def main() -> None:
                 time.sleep(0.0005)
             if target in opened:
                 latencies.append((opened[target] - produced) * 1000)
+                if route in finding_seen:
+                    to_finding.append((finding_seen[route] - produced) * 1000)
         known = next(iter(opened))
         allow_ns = min(timeit.repeat(lambda: client.allow(known), number=100_000, repeat=5)) / 100_000 * 1e9
     finally:
@@ -106,12 +154,18 @@ def main() -> None:
         publisher.close()
         client.close()
         worker.stop()
+        if sink_worker is not None:
+            sink_worker.stop()
         kafka("down")
     result = {
         "trips": args.trips, "seen": len(latencies), "background_traces_per_s": args.load,
+        "workers": "govern + sink" if args.split else "one worker, all roles",
+        "drift_sampling_rate": args.drift_rate if args.drift_rate is not None else "shipped config",
         "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1), "max_ms": round(max(latencies), 1),
         "allow_ns_per_call": round(allow_ns, 1),
+        "trace_to_finding_p50_ms": round(statistics.median(to_finding), 1) if to_finding else None,
+        "trace_to_finding_p99_ms": round(percentile(to_finding, 0.99), 1) if to_finding else None,
         "envoy_outlier_interval_ms": 10_000, "envoy_mean_reaction_ms": 5_000,
         "ratio_envoy_mean_over_warden_p50": round(5_000 / statistics.median(latencies), 1),
         "machine": "2-core VM shared with other jobs; load average "
@@ -120,9 +174,13 @@ def main() -> None:
     print(f"{'trips seen':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'allow() ns':>11}")
     print(f"{len(latencies):>12} {result['p50_ms']:>8} {result['p95_ms']:>8} {result['p99_ms']:>8} "
           f"{result['max_ms']:>8} {result['allow_ns_per_call']:>11}")
+    if to_finding:
+        print(f"of which trace -> finding on findings.v1: p50 {result['trace_to_finding_p50_ms']} ms, "
+              f"p99 {result['trace_to_finding_p99_ms']} ms")
     print(f"Envoy outlier detection reacts on a 10 s interval (5 s on average): "
           f"{result['ratio_envoy_mean_over_warden_p50']}x our median")
-    out = REPO / "bench" / "results" / "bench_breaker_latency.json"
+    suffix = ("_split" if args.split else "") + ("_no_drift" if args.drift_rate == 0 else "")
+    out = REPO / "bench" / "results" / f"bench_breaker_latency{suffix}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
 

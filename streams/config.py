@@ -71,6 +71,9 @@ class WardenSettings(BaseSettings):
     sink_batch_size: int = 2000
     sink_batch_seconds: float = 1.0
     commit_interval_s: float = 1.0
+    # Longest a consumer fetch waits at the broker for data (streams/kafka_transport.py):
+    # bounds what a quiet partition adds to the breaker's reaction time.
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
     config_dir: Path = CONFIG_DIR
     # Which agents this worker runs: "all", or "govern" (validate/redact/score, scales
     # out), or "sink" (owns ClickHouse; one process with the embedded engine).

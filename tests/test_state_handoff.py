@@ -97,17 +97,17 @@ def test_fence_flushes_before_acknowledging_and_refuses_batches_begun_before_a_r
 
     async def scenario() -> list[bool]:
         results = []
-        async with fence.commit(fence.generation, stream, events) as ok:
+        async with fence.commit(fence.generation, stream, events) as commit:
             assert app.flushed == 0 and not stream.acked  # nothing acknowledged before the flush
-            results.append(ok)
+            results.append(commit.ok)
         assert app.flushed == 1 and stream.acked == events
         started = fence.generation
         await fence.revoked()
-        async with fence.commit(started, stream, events) as ok:
-            results.append(ok)
+        async with fence.commit(started, stream, events) as commit:
+            results.append(commit.ok)
         app.assigned = {"tp0"}  # tp1 moved away
-        async with fence.commit(fence.generation, stream, events) as ok:
-            results.append(ok)
+        async with fence.commit(fence.generation, stream, events) as commit:
+            results.append(commit.ok)
         return results
 
     assert asyncio.run(scenario()) == [True, False, False]
@@ -120,8 +120,8 @@ def test_revocation_waits_for_a_committing_batch() -> None:
     order: list[str] = []
 
     async def batch() -> None:
-        async with fence.commit(fence.generation, stream, [_Event("tp0")]) as ok:
-            assert ok
+        async with fence.commit(fence.generation, stream, [_Event("tp0")]) as commit:
+            assert commit.ok
             await asyncio.sleep(0.05)  # sending outputs
             order.append("batch sent")
 
@@ -196,3 +196,46 @@ def test_economics_counts_a_usage_record_once_across_a_replay() -> None:
 def test_storing_workers_have_their_own_consumer_group() -> None:
     groups = {role: consumer_group(WardenSettings(role=role)) for role in ("all", "govern", "sink")}
     assert groups["all"] == groups["govern"] != groups["sink"]
+
+
+def test_worker_consumers_use_a_short_fetch_wait() -> None:
+    import asyncio
+
+    from streams.kafka_transport import LowLatencyConsumerThread, Transport, broker_url
+
+    async def consumer_settings() -> tuple[type, type, int, list[str]]:
+        app = faust.App("t-fetch", broker=broker_url("127.0.0.1:1,127.0.0.1:2"))
+        app.fetch_max_wait_ms = 7  # type: ignore[attr-defined]
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return (type(app.transport), type(app.consumer._thread), consumer._fetch_max_wait_ms,
+                    consumer._client._bootstrap_servers)
+        finally:
+            await consumer.stop()
+
+    transport, thread, wait_ms, servers = asyncio.run(consumer_settings())
+    # faust-streaming fixes 1500 ms; a record on a quiet partition waited for it.
+    assert transport is Transport and thread is LowLatencyConsumerThread
+    assert wait_ms == 7 and servers == ["127.0.0.1:1", "127.0.0.1:2"]
+
+
+def test_a_failed_send_leaves_the_batch_unacknowledged() -> None:
+    import pytest
+
+    app, stream = _App(), _Stream()
+
+    async def failing_send(topic: str, key: bytes, value: bytes, *_: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(RuntimeError(f"{topic}: message too large"))
+        return future
+
+    app.producer.send = staticmethod(failing_send)  # type: ignore[attr-defined]
+    fence = RebalanceFence(app)
+
+    async def scenario() -> None:
+        async with fence.commit(fence.generation, stream, [_Event("tp0")]) as commit:
+            await commit.send("findings", b"r", {"kind": "x"})
+
+    with pytest.raises(RuntimeError, match="message too large"):
+        asyncio.run(scenario())
+    assert stream.acked == [] and fence._committing == 0
