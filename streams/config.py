@@ -69,6 +69,10 @@ class WardenSettings(BaseSettings):
     web_port: int = 6066
     data_dir: Path = REPO_ROOT / "var" / "worker"
     sink_batch_size: int = 2000
+    # The drift encoder is throughput work sharing CPUs with the breaker's latency path:
+    # torch threads it may use, and the OS priority (nice) of the thread that runs it.
+    drift_threads: int = Field(default=1, ge=1)
+    drift_nice: int = Field(default=10, ge=0, le=19)
     sink_batch_seconds: float = 1.0
     commit_interval_s: float = 1.0
     # Longest a consumer fetch waits at the broker for data (streams/kafka_transport.py):

@@ -13,6 +13,10 @@ class WorkerMetrics:
         self.dead_letters = Counter("warden_dead_letters_total", "Input sent to the dead-letter topic",
                                     ["kind"], registry=self.registry)
         self.findings = Counter("warden_findings_total", "Detector findings", ["kind"], registry=self.registry)
+        self.drift_shed = Counter("warden_drift_shed_total",
+                                  "Traces the drift agent skipped unscored because its buffer was over half "
+                                  "full (encoder slower than traffic)",
+                                  registry=self.registry)
         self.batches_fenced = Counter("warden_batches_fenced_total",
                                       "Batches dropped unacknowledged because a rebalance began during them "
                                       "(replayed by the partitions' next owner)", ["agent"], registry=self.registry)
