@@ -168,7 +168,7 @@ def main() -> None:
         "trace_to_finding_p99_ms": round(percentile(to_finding, 0.99), 1) if to_finding else None,
         "envoy_outlier_interval_ms": 10_000, "envoy_mean_reaction_ms": 5_000,
         "ratio_envoy_mean_over_warden_p50": round(5_000 / statistics.median(latencies), 1),
-        "machine": "2-core VM shared with other jobs; load average "
+        "machine": "2-core VM; broker, workers, load generator and client co-located; load average "
                    + " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
     print(f"{'trips seen':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'allow() ns':>11}")

@@ -2,7 +2,8 @@
 # Local Apache Kafka (KRaft, one node on 127.0.0.1) for development, demos and tests.
 #   kafka.sh setup | up | down | status
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA (var/kafka under the repo),
-#              KAFKA_HEAP (512m), KAFKA_SASL_PORT + KAFKA_SASL_PLAIN_PASSWORD (an extra SASL listener).
+#              KAFKA_HEAP (512m), KAFKA_SASL_PORT + KAFKA_SASL_PLAIN_PASSWORD and
+#              KAFKA_SSL_PORT (extra SASL and TLS listeners, for tests).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -34,17 +35,43 @@ up() {
   mkdir -p "$data"
   sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA@#$data#g" \
     "$here/server.properties.in" > "$data/server.properties"
+  # Optional extra listeners for security tests; later keys win in a properties file.
+  listeners="PLAINTEXT://127.0.0.1:$port"
+  protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
   if [ -n "${KAFKA_SASL_PORT:-}" ]; then
-    # A second listener with SASL (PLAIN user 'warden', SCRAM-SHA-512 users added through
-    # the Admin API). Later keys win in a properties file.
+    # PLAIN user 'warden'; SCRAM-SHA-512 users are added through the Admin API.
     : "${KAFKA_SASL_PLAIN_PASSWORD:?set KAFKA_SASL_PLAIN_PASSWORD together with KAFKA_SASL_PORT}"
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    protocols="$protocols,SASL_PLAINTEXT:SASL_PLAINTEXT"
     cat >> "$data/server.properties" <<EOF
-listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_warden="$KAFKA_SASL_PLAIN_PASSWORD";
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+  fi
+  if [ -n "${KAFKA_SSL_PORT:-}" ]; then
+    # A self-signed certificate for 127.0.0.1; clients trust $data/ca.pem.
+    storepass="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    rm -f "$data/broker.p12" "$data/ca.pem"
+    keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 3650 -dname "CN=127.0.0.1" \
+      -ext "SAN=ip:127.0.0.1,dns:localhost" -ext "BC=ca:true" -keystore "$data/broker.p12" \
+      -storetype PKCS12 -storepass "$storepass" -keypass "$storepass" > /dev/null 2>&1
+    keytool -exportcert -rfc -alias broker -keystore "$data/broker.p12" -storepass "$storepass" \
+      -file "$data/ca.pem" > /dev/null 2>&1
+    listeners="$listeners,SSL://127.0.0.1:$KAFKA_SSL_PORT"
+    protocols="$protocols,SSL:SSL"
+    cat >> "$data/server.properties" <<EOF
+ssl.keystore.location=$data/broker.p12
+ssl.keystore.type=PKCS12
+ssl.keystore.password=$storepass
+ssl.key.password=$storepass
+EOF
+  fi
+  if [ "$listeners" != "PLAINTEXT://127.0.0.1:$port" ]; then
+    cat >> "$data/server.properties" <<EOF
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$listeners
+listener.security.protocol.map=$protocols
 EOF
   fi
   if [ ! -f "$data/data/meta.properties" ]; then
