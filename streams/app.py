@@ -41,7 +41,7 @@ DECIDE_WAIT_S = 0.002
 DRIFT_BATCH = 256
 # Events Faust buffers per agent ahead of it (stream_buffer_maxsize), and the share of that
 # buffer past which the drift agent sheds load rather than let the buffer fill.
-STREAM_BUFFER = 16_384
+STREAM_BUFFER = 4096  # Faust's default; every agent buffers up to this (memory during a sink outage)
 DRIFT_SHED_AT = 0.5
 
 
