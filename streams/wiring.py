@@ -17,7 +17,7 @@ from sinks import tables
 from sinks.audit import AuditLog, alert_records, breaker_records, finding_records
 from sinks.audit_signing import parse_seed
 from sinks.clickhouse import ClickHouseStore, batch_token
-from streams.breaking import BreakerDecider
+from streams.breaking import TRAFFIC, BreakerDecider
 from streams.config import WardenSettings
 from streams.drift_stage import DriftStage, TraceDrift
 from streams.economics import Economics
@@ -145,6 +145,15 @@ class Wiring:
                     partitions: Sequence[int] = ()) -> bool:
         """Store a batch; governance decisions are also appended to the audit chain of
         their source partition. True once durable, False if stopping first."""
+        if table == "findings":
+            # Per-batch traffic summaries are the breaker engine's input, not findings: one
+            # per scope per govern batch would outnumber real findings (and the audit chain).
+            kept = [i for i, r in enumerate(records) if r.get("kind") != TRAFFIC]
+            if len(kept) < len(records):
+                records = [records[i] for i in kept]
+                partitions = [partitions[i] for i in kept] if partitions else ()
+                if not records:
+                    return True
         layout = LAYOUTS[table]
         rows, keys = tables.rows_for(layout, records)
         failures_before = self.store.write_failures

@@ -100,6 +100,9 @@ def test_error_burst_opens_breaker_and_recovery_closes_it(pipeline: Pipeline, tm
         assert states == seen
         alerts = worker.sql("SELECT kind, severity FROM alerts FINAL WHERE kind LIKE 'error_rate%'")
         assert {"kind": "error_rate.high", "severity": "critical"} in alerts
+        # The per-batch traffic summaries the breaker used are its input, not stored findings.
+        kinds = {r["kind"] for r in worker.sql("SELECT DISTINCT kind FROM findings")}
+        assert "error_rate.high" in kinds and "breaker.traffic" not in kinds
     finally:
         stop.set()
         client.close()
