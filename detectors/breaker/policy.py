@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from detectors.breaker.targets import SCOPE_KEYS, matches
 from detectors.error_rate import ErrorRateConfig
+from detectors.yaml_config import load_yaml_model
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "deploy" / "config" / "breaker-policy.yaml"
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -178,14 +178,4 @@ class BreakerPolicy(BaseModel):
 
 def load_policy(path: str | Path = DEFAULT_POLICY_PATH) -> BreakerPolicy:
     """Load and validate a policy file; errors name the file and the field."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"breaker policy {path}: cannot read it: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"breaker policy {path}: expected a mapping with 'version:' at the top")
-    try:
-        return BreakerPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(f"breaker policy {path}: {exc}") from exc
+    return load_yaml_model(path, BreakerPolicy, "'version:' at the top", what="breaker policy")
