@@ -26,7 +26,7 @@ from streams.config import WardenSettings
 from streams.ingest import RejectedTrace, SourcePosition, dead_letter, decode_trace
 from streams.kafka_transport import broker_url
 from streams.metrics import METRICS
-from streams.state import OwnedKeys, RebalanceFence, StateTable, ack_all
+from streams.state import Commit, OwnedKeys, RebalanceFence, StateTable, ack_all
 from streams.wiring import Wiring
 
 log = structlog.get_logger("warden.worker")
@@ -79,6 +79,15 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
 
     governs = settings.role in ("all", "govern")
     sinks = settings.role in ("all", "sink")
+    # Commits hand records to the producer by topic name (streams.state.Commit).
+    to_redacted, to_findings, to_alerts, to_breaker, to_usage, to_dead = (
+        t.get_topic_name() for t in (redacted, findings, alerts, breaker, usage, dead))
+
+    async def send_findings(commit: Commit, found: list[Any]) -> None:
+        for finding in found:
+            METRICS.findings.labels(finding.kind).inc()
+            await commit.send(to_findings, finding.subject.get("route", "").encode(),
+                              wiring.finding_record(finding))
 
     if governs:
         # Per-key state, co-partitioned with its source topic (raw UTF-8 keys, murmur2): it
@@ -104,7 +113,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                 generation, started = fence.generation, time.perf_counter()
                 wiring.poll_changes()
                 touched: set[str] = set()
-                outputs: list[tuple[Any, bytes, Any]] = []
+                outputs: list[tuple[str, bytes, Any]] = []
                 found = []
                 newest = 0.0
                 for event in events:
@@ -117,7 +126,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         METRICS.dead_letters.labels(rejection.kind).inc()
                         log.warning("dead_letter", kind=rejection.kind, reason=rejection.reason[:300],
                                     partition=msg.partition, offset=msg.offset)
-                        outputs.append((dead, (key or "").encode(),
+                        outputs.append((to_dead, (key or "").encode(),
                                         dead_letter(event.value, rejection, where).model_dump(mode="json")))
                         continue
                     try:
@@ -125,13 +134,13 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     except Exception as exc:  # a detector bug must not stop the stream
                         log.exception("govern_failed", partition=msg.partition, offset=msg.offset)
                         failure = RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}")
-                        outputs.append((dead, (key or "").encode(),
+                        outputs.append((to_dead, (key or "").encode(),
                                         dead_letter(event.value, failure, where).model_dump(mode="json")))
                         continue
                     touched.add(trace.partition_key)
                     out.redacted["_partition"], out.redacted["_offset"] = msg.partition, msg.offset
-                    outputs.append((redacted, trace.partition_key.encode(), out.redacted))
-                    outputs.append((usage, b"usage", wiring.usage_record(trace, (msg.partition, msg.offset))))
+                    outputs.append((to_redacted, trace.partition_key.encode(), out.redacted))
+                    outputs.append((to_usage, b"usage", wiring.usage_record(trace, (msg.partition, msg.offset))))
                     found.extend(out.findings)
                     newest = max(newest, trace.timestamp.timestamp())
                 found.extend(wiring.governor.advance(newest, touched))
@@ -146,14 +155,11 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     states, traffic = wiring.governor.checkpoint(touched)
                     # Findings before the bulk of the outputs: they are what the breaker is
                     # waiting for. Traffic first: a finding is judged against its route's traffic.
-                    for finding in traffic + found:
-                        METRICS.findings.labels(finding.kind).inc()
-                        await commit.send(findings.get_topic_name(), finding.subject.get("route", "").encode(),
-                                          wiring.finding_record(finding))
+                    await send_findings(commit, traffic + found)
                     for key, state in states.items():
                         scope_state[key] = state
-                    for topic_, key_, value in outputs:
-                        await commit.send(topic_.get_topic_name(), key_, value)
+                    for topic_name, key_, value in outputs:
+                        await commit.send(topic_name, key_, value)
                 METRICS.traces.inc(len(events))
                 METRICS.stage_seconds.labels("govern").observe(time.perf_counter() - started)
 
@@ -167,11 +173,11 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         continue
                     for record in (e.value for e in events):
                         for alert in wiring.alerts_for(record, route_state):
-                            await commit.send(alerts.get_topic_name(), alert.dedup_key.encode(), alert.model_dump(mode="json"))
+                            await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
                         for signal in wiring.decide(record, route_state):
-                            await commit.send(breaker.get_topic_name(), signal.target.encode(), signal.model_dump(mode="json"))
+                            await commit.send(to_breaker, signal.target.encode(), signal.model_dump(mode="json"))
                     for alert in wiring.alert_only_alerts():
-                        await commit.send(alerts.get_topic_name(), alert.dedup_key.encode(), alert.model_dump(mode="json"))
+                        await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
 
         @app.agent(usage, concurrency=1)
         async def economics(stream: Any) -> None:
@@ -180,10 +186,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     if not commit.ok:
                         METRICS.batches_fenced.labels("economics").inc()
                         continue
-                    for finding in wiring.economics.update([e.value for e in events], economics_state):
-                        METRICS.findings.labels(finding.kind).inc()
-                        await commit.send(findings.get_topic_name(), finding.subject.get("route", "").encode(),
-                                          wiring.finding_record(finding))
+                    await send_findings(commit, wiring.economics.update([e.value for e in events], economics_state))
 
         @app.agent(redacted, concurrency=1)
         async def drift(stream: Any) -> None:
@@ -218,13 +221,8 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         continue
                     for key, state in due.items():
                         drift_state[key] = state
-                    for finding in found:
-                        METRICS.findings.labels(finding.kind).inc()
-                        await commit.send(findings.get_topic_name(), finding.subject.get("route", "").encode(),
-                                          wiring.finding_record(finding))
+                    await send_findings(commit, found)
                 METRICS.stage_seconds.labels("drift").observe(time.perf_counter() - started)
-
-        findings_partitions = settings.partitions
 
         @app.timer(interval=1.0)
         async def breaker_clock() -> None:
@@ -234,12 +232,12 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
             async with fence.commit(fence.generation, None, []) as commit:
                 if not commit.ok:
                     return
-                owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == findings.get_topic_name()}
-                routes = OwnedKeys(route_state, owned, findings_partitions)
+                owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == to_findings}
+                routes = OwnedKeys(route_state, owned, settings.partitions)
                 for signal in wiring.tick(routes):
-                    await commit.send(breaker.get_topic_name(), signal.target.encode(), signal.model_dump(mode="json"))
+                    await commit.send(to_breaker, signal.target.encode(), signal.model_dump(mode="json"))
                 for alert in wiring.alert_only_alerts():
-                    await commit.send(alerts.get_topic_name(), alert.dedup_key.encode(), alert.model_dump(mode="json"))
+                    await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
 
     if sinks:
         for name, source in (("traces", redacted), ("findings", findings), ("alerts", alerts),
