@@ -47,12 +47,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def machine() -> str:
+    """Where it ran: the CPUs this process may use (taskset limits them), the GPU if any."""
+    cpus = len(os.sched_getaffinity(0))
+    gpu = "no GPU"
+    try:
+        import torch
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return (f"{cpus} CPUs of {os.cpu_count()}, {gpu}; broker, workers, load generator and client"
+            f" co-located; load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trips", type=int, default=60)
     parser.add_argument("--load", type=float, default=300.0, help="background traces/s")
     parser.add_argument("--split", action="store_true",
                         help="a --role govern worker and a --role sink worker instead of one --role all")
+    parser.add_argument("--no-sink", action="store_true",
+                        help="a --role govern worker alone (the breaker's whole path, nothing stored): for"
+                             " machines without the embedded ClickHouse engine")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default by layout)")
     parser.add_argument("--drift-rate", type=float, default=None,
                         help="share of traces embedded for drift (default: the shipped config)")
     args = parser.parse_args()
@@ -71,7 +89,9 @@ def main() -> None:
             rates={k: args.drift_rate for k in detectors["drift"]["sampling"]["rates"]}, default_rate=args.drift_rate)
         (config / "detectors.yaml").write_text(yaml.safe_dump(detectors))
     extra = {"WARDEN_CONFIG_DIR": str(config)}
-    if args.split:  # the scale-out layout: storage in its own process (and consumer group)
+    if args.no_sink:
+        sink_worker, worker = None, pipeline.worker(role="govern", extra=extra).start()
+    elif args.split:  # the scale-out layout: storage in its own process (and consumer group)
         sink_worker = pipeline.worker(role="sink", extra=extra).start()
         worker = pipeline.worker(role="govern", extra=extra).start()
     else:
@@ -159,7 +179,8 @@ def main() -> None:
         kafka("down")
     result = {
         "trips": args.trips, "seen": len(latencies), "background_traces_per_s": args.load,
-        "workers": "govern + sink" if args.split else "one worker, all roles",
+        "workers": "govern only (no sink)" if args.no_sink else "govern + sink" if args.split
+        else "one worker, all roles",
         "drift_sampling_rate": args.drift_rate if args.drift_rate is not None else "shipped config",
         "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1), "max_ms": round(max(latencies), 1),
@@ -168,8 +189,7 @@ def main() -> None:
         "trace_to_finding_p99_ms": round(percentile(to_finding, 0.99), 1) if to_finding else None,
         "envoy_outlier_interval_ms": 10_000, "envoy_mean_reaction_ms": 5_000,
         "ratio_envoy_mean_over_warden_p50": round(5_000 / statistics.median(latencies), 1),
-        "machine": "2-core VM; broker, workers, load generator and client co-located; load average "
-                   + " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "machine": machine(),
     }
     print(f"{'trips seen':>12} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'allow() ns':>11}")
     print(f"{len(latencies):>12} {result['p50_ms']:>8} {result['p95_ms']:>8} {result['p99_ms']:>8} "
@@ -180,7 +200,7 @@ def main() -> None:
     print(f"Envoy outlier detection reacts on a 10 s interval (5 s on average): "
           f"{result['ratio_envoy_mean_over_warden_p50']}x our median")
     suffix = ("_split" if args.split else "") + ("_no_drift" if args.drift_rate == 0 else "")
-    out = REPO / "bench" / "results" / f"bench_breaker_latency{suffix}.json"
+    out = args.out or REPO / "bench" / "results" / f"bench_breaker_latency{suffix}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
 

@@ -61,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: stable timings on a shared machine)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer
@@ -86,9 +87,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['device'] + ' (' + r['hardware'] + ')':<44}{r['baseline_texts_per_s']:>11.0f}"
               f"{r['warden_texts_per_s']:>10.0f}{r['ratio']:>6.2f}x{r['mean_cosine_vs_baseline']:>8.4f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=2))
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
