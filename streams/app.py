@@ -26,7 +26,7 @@ from streams.config import WardenSettings
 from streams.ingest import RejectedTrace, SourcePosition, dead_letter, decode_trace
 from streams.kafka_transport import broker_url
 from streams.metrics import METRICS
-from streams.state import Commit, OwnedKeys, RebalanceFence, StateTable, ack_all
+from streams.state import CODEC, Commit, OwnedKeys, RebalanceFence, StateTable, ack_all
 from streams.wiring import Wiring
 
 log = structlog.get_logger("warden.worker")
@@ -69,13 +69,13 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     topic = settings.topic
     raw = app.topic(topic("traces.raw.v1"), key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")
-    redacted = app.topic(topic("traces.redacted.v1"), value_serializer="json", key_serializer="raw")
-    findings = app.topic(topic("findings.v1"), value_serializer="json", key_serializer="raw")
-    alerts = app.topic(topic("alerts.v1"), value_serializer="json", key_serializer="raw")
-    breaker = app.topic(topic("breaker.v1"), value_serializer="json", key_serializer="raw")
-    changes = app.topic(topic("changes.v1"), value_serializer="json", key_serializer="raw")
-    usage = app.topic(topic("usage.v1"), value_serializer="json", key_serializer="raw", partitions=1)
-    dead = app.topic(topic("deadletter.v1"), value_serializer="json", key_serializer="raw")
+    redacted = app.topic(topic("traces.redacted.v1"), value_serializer=CODEC, key_serializer="raw")
+    findings = app.topic(topic("findings.v1"), value_serializer=CODEC, key_serializer="raw")
+    alerts = app.topic(topic("alerts.v1"), value_serializer=CODEC, key_serializer="raw")
+    breaker = app.topic(topic("breaker.v1"), value_serializer=CODEC, key_serializer="raw")
+    changes = app.topic(topic("changes.v1"), value_serializer=CODEC, key_serializer="raw")
+    usage = app.topic(topic("usage.v1"), value_serializer=CODEC, key_serializer="raw", partitions=1)
+    dead = app.topic(topic("deadletter.v1"), value_serializer=CODEC, key_serializer="raw")
 
     governs = settings.role in ("all", "govern")
     sinks = settings.role in ("all", "sink")
@@ -92,14 +92,10 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     if governs:
         # Per-key state, co-partitioned with its source topic (raw UTF-8 keys, murmur2): it
         # survives restarts and follows its partition in a rebalance (streams.state).
-        def table(name: str, partitions: int) -> StateTable:
-            return StateTable(app.Table(name, default=None, key_type=bytes, partitions=partitions,
-                                        use_partitioner=True))
-
-        scope_state = table("scope-state", settings.partitions)
-        route_state = table("breaker-state", settings.partitions)
-        economics_state = table("economics-state", 1)
-        drift_state = table("drift-state", settings.partitions)
+        scope_state = StateTable.create(app, "scope-state", settings.partitions)
+        route_state = StateTable.create(app, "breaker-state", settings.partitions)
+        economics_state = StateTable.create(app, "economics-state", 1)
+        drift_state = StateTable.create(app, "drift-state", settings.partitions)
         fence = RebalanceFence(app)
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]

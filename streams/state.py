@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka.partitioner import murmur2
+from faust.serializers import codecs
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -46,6 +48,16 @@ class StateTable(MutableMapping[str, Any]):
 
     def __init__(self, table: Any):
         self.table = table
+
+    @classmethod
+    def create(cls, app: Any, name: str, partitions: int) -> StateTable:
+        """A Faust table for per-key state: raw byte keys partitioned like the source topic,
+        values in standard JSON (:data:`CODEC`) whatever JSON libraries are installed."""
+        table = app.Table(name, default=None, key_type=bytes, partitions=partitions, use_partitioner=True)
+        # Faust fixes "json" (or the value type's codec): the table writes and recovers its
+        # changelog with these two.
+        table.value_serializer = table.changelog_topic.value_serializer = CODEC
+        return cls(table)
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         return self.table.get(key.encode(), default)
@@ -179,8 +191,52 @@ class Commit:
         await asyncio.gather(*self._pending)  # raises the first failed send
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``, recursively.
+
+    >>> finite({"mean_before": float("nan"), "limits": [1.0, float("-inf")]})
+    {'mean_before': None, 'limits': [1.0, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
+    """Standard JSON (RFC 8259) for every record and state value Warden writes.
+
+    Python's ``json`` writes NaN and infinity as the bare tokens ``NaN``/``Infinity``, which
+    other JSON parsers reject, and simplejson (which Faust's own codec picks when it is
+    installed) raises on them: a detector's NaN once crashed the drift agent on a machine
+    that had simplejson. Non-finite floats are written as ``null``.
+
+    >>> dumps({"score": float("inf"), "n": 3})
+    b'{"score":null,"n":3}'
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False).encode()
+    except ValueError:  # a NaN or an infinity somewhere (rare): the slower, sanitising pass
+        return json.dumps(finite(value), separators=(",", ":"), default=str, allow_nan=False).encode()
+
+
+class StandardJSON(codecs.Codec):
+    """Faust codec ``warden_json``: :func:`dumps` out, the standard library's parser in, the
+    same whichever JSON libraries the machine has (Faust's ``json`` codec prefers
+    simplejson or orjson when installed, each with its own rules)."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return dumps(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return json.loads(s)
+
+
+CODEC = "warden_json"
+codecs.register(CODEC, StandardJSON())
 
 
 async def ack_all(stream: Any, events: Sequence[Any]) -> None:

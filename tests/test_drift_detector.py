@@ -77,7 +77,7 @@ def test_state_round_trip_continues_identically() -> None:
     for cut in (120, 650):  # during the baseline, and while monitoring
         first = EmbeddingDriftDetector(small_config(), SUBJECT, "v1")
         head = run(first, vectors[:cut])
-        state = json.loads(json.dumps(first.to_state()))
+        state = json.loads(json.dumps(first.to_state(), allow_nan=False))  # standard JSON only
         restored = EmbeddingDriftDetector.from_state(state, small_config())
         tail = run(restored, vectors[cut:], start=cut)
         assert [(i, f.finding_id, f.score) for i, f in head + tail] == expected

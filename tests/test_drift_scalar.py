@@ -74,7 +74,7 @@ def test_state_round_trip_continues_identically() -> None:
     expected = signals_found(whole, batch)
     first = ScalarDriftMonitor(subject=SUBJECT)
     head = signals_found(first, batch[:1700])
-    state = json.loads(json.dumps(first.to_state()))
+    state = json.loads(json.dumps(first.to_state(), allow_nan=False))  # standard JSON only
     assert len(json.dumps(state)) < 64_000
     restored = ScalarDriftMonitor.from_state(state, ScalarDriftConfig())
     assert head + signals_found(restored, batch[1700:]) == expected

@@ -239,3 +239,28 @@ def test_a_failed_send_leaves_the_batch_unacknowledged() -> None:
     with pytest.raises(RuntimeError, match="message too large"):
         asyncio.run(scenario())
     assert stream.acked == [] and fence._committing == 0
+
+
+def test_state_and_records_are_standard_json_whatever_json_library_faust_picks() -> None:
+    """simplejson, which Faust's own ``json`` codec prefers when installed, refuses NaN: on
+    such a machine the scalar drift state (NaN until a first drift) crashed the drift agent
+    at every checkpoint, and the stalled agent held the breaker's p99 at seconds."""
+    from faust.serializers import codecs
+
+    from detectors.drift import DriftConfig
+    from streams.drift_stage import DriftStage, TraceDrift
+    from streams.state import CODEC, dumps
+
+    stage = DriftStage(TraceDrift(DriftConfig(), "v1", embeddings=False))
+    rng = random.Random(4)
+    traces = [InferenceTrace.model_validate(trace_for("r", "m", error=False, rng=rng)) for _ in range(30)]
+    _, due = stage.process(traces, {}, 1_000.0)
+    assert due
+    for state in due.values():
+        json.dumps(state, allow_nan=False)  # raises on NaN or infinity, as simplejson does
+    table = StateTable.create(faust.App("t-codec"), "scope-state", 4)
+    assert table.table.changelog_topic.value_serializer == CODEC
+    assert table.table.data.value_serializer == CODEC
+    assert codecs.dumps(CODEC, {"x": float("nan"), "y": [float("inf"), 1.5]}) == b'{"x":null,"y":[null,1.5]}'
+    assert codecs.loads(CODEC, b'{"a":1}') == {"a": 1}
+    assert dumps({"a": 1}) == b'{"a":1}'

@@ -168,7 +168,9 @@ class ScalarDriftMonitor:
         The pickle is our own worker's changelog data, never user input.
         """
         blobs = {
-            k: {"n": d.n, "mean": d.mean, "recent": d.recent, "mean_before": d.mean_before,
+            # mean_before is NaN until the first drift: None in JSON (standard JSON has no NaN)
+            k: {"n": d.n, "mean": d.mean, "recent": d.recent,
+                "mean_before": d.mean_before if math.isfinite(d.mean_before) else None,
                 "config": d.config.model_dump(mode="json"),
                 "river": base64.b64encode(zlib.compress(pickle.dumps(d.detector))).decode("ascii")}
             for k, d in self.detectors.items()
@@ -187,6 +189,8 @@ class ScalarDriftMonitor:
             if det is None or blob["config"] != det.config.model_dump(mode="json"):
                 continue  # signal removed or reconfigured: it starts afresh
             det.detector = pickle.loads(zlib.decompress(base64.b64decode(blob["river"])))
-            det.n, det.mean, det.mean_before = blob["n"], blob["mean"], blob["mean_before"]
+            before = blob["mean_before"]
+            det.n, det.mean = blob["n"], blob["mean"]
+            det.mean_before = float("nan") if before is None else float(before)
             det.recent = blob["recent"]
         return mon
