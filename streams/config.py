@@ -78,6 +78,9 @@ class WardenSettings(BaseSettings):
     # Longest a consumer fetch waits at the broker for data (streams/kafka_transport.py):
     # bounds what a quiet partition adds to the breaker's reaction time.
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
+    # How often the economics agent writes its state (every open agent run) to its table;
+    # usage records since the last write are replayed after a crash.
+    economics_checkpoint_s: float = Field(default=5.0, gt=0, le=300)
     config_dir: Path = CONFIG_DIR
     # Which agents this worker runs: "all", or "govern" (validate/redact/score, scales
     # out), or "sink" (owns ClickHouse; one process with the embedded engine).

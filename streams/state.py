@@ -148,14 +148,16 @@ class RebalanceFence:
         return partitions <= set(self.app.consumer.assignment())
 
     @asynccontextmanager
-    async def commit(self, generation: int, stream: Any, events: Sequence[Any]) -> AsyncIterator[Commit]:
+    async def commit(self, generation: int, stream: Any, events: Sequence[Any],
+                     acks: Sequence[Any] | None = None) -> AsyncIterator[Commit]:
         """``async with fence.commit(batch_generation, stream, events) as commit``: when
         ``commit.ok``, write state and ``await commit.send(...)`` outputs in the block; on
         leaving it the producer is flushed, every send is checked, and only then are the
         events acknowledged (outputs and changelog are in Kafka before an offset can be
         committed; a failed send leaves the batch unacknowledged). When not ``ok`` the batch
         began before a revocation or its partitions moved: write nothing; its events stay
-        unacknowledged and are replayed."""
+        unacknowledged and are replayed. ``acks``: the events to acknowledge, when not
+        ``events`` (an agent that checkpoints on an interval acknowledges with the checkpoint)."""
         # No await between the check and the count: a revocation cannot slip in between.
         ok = generation == self.generation and self.owns({e.message.tp for e in events})
         commit = Commit(self.app.producer, ok)
@@ -165,7 +167,7 @@ class RebalanceFence:
             yield commit
             if ok:
                 await commit.delivered()
-                await ack_all(stream, events)
+                await ack_all(stream, events if acks is None else acks)
         finally:
             if ok:
                 async with self._drained:

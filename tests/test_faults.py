@@ -98,6 +98,56 @@ def test_kill_minus_nine_five_times_loses_and_duplicates_nothing(pipeline: Pipel
     assert report.records > 0
 
 
+def test_economics_counts_each_usage_record_once_across_kill_minus_nine(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The economics agent checkpoints its state on an interval and acknowledges usage
+    records only with the checkpoint that holds them: a kill -9 between two checkpoints
+    replays those records onto the last one. A $100 budget charged $1 per trace must be
+    exhausted at exactly the 100th trace: earlier if a record counted twice, later if one
+    was lost."""
+    import yaml
+
+    config = fast_config(tmp_path)
+    budgets = yaml.safe_load((config / "budgets.yaml").read_text())
+    budgets["budgets"] = [{"id": "econ-kill", "scope": {"tenant": "econ-kill"}, "amount_usd": 100.0,
+                           "period": "30d", "on_exhaustion": "alert"}]
+    (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
+    env = {"WARDEN_CONFIG_DIR": str(config), "WARDEN_ECONOMICS_CHECKPOINT_S": "2"}
+    rng = random.Random(17)
+    start = datetime.now(UTC).replace(microsecond=0)
+    items = []
+    for i in range(150):
+        trace = trace_for("econ-route", "gpt-4o-mini", error=False, rng=rng)
+        trace.update(tenant="econ-kill", cost_usd=1.0, timestamp=(start + timedelta(seconds=i)).isoformat())
+        items.append(trace)
+
+    def publish(part: list[dict]) -> None:
+        with publisher(pipeline) as pub:
+            for trace in part:
+                pub.publish(trace)
+
+    worker = pipeline.worker(extra=env).start()
+    publish(items[:60])
+    time.sleep(5)  # applied and checkpointed (every 2 s)
+    publish(items[60:85])
+    time.sleep(0.3)  # applied, and most likely not checkpointed yet
+    worker.kill()
+    worker = pipeline.worker(extra=env).start()
+    publish(items[85:])
+    query = ("SELECT toUnixTimestamp64Milli(at) AS at_ms, evidence FROM findings FINAL"
+             " WHERE kind = 'cost.budget_exhausted'")
+    try:
+        wait_for(lambda: len(worker.sql(query)) >= 1, 120, "the budget exhausted", worker, 1)
+        time.sleep(2)  # a second (wrong) exhaustion would be stored by now
+        rows = worker.sql(query)
+    finally:
+        worker.stop()
+    figures("economics-kill-9", usage_records=len(items), exhaustions=len(rows),
+            exhausted_at_trace=[int(r["at_ms"]) // 1000 - int(start.timestamp()) + 1 for r in rows])
+    assert len(rows) == 1
+    assert int(rows[0]["at_ms"]) == int((start + timedelta(seconds=99)).timestamp() * 1000)
+    assert json.loads(str(rows[0]["evidence"]))["period_spent_usd"] == 100.0
+
+
 def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp_path: Path) -> None:
     outage = tmp_path / "clickhouse-down"
     worker = pipeline.worker(extra={"WARDEN_SINK_OUTAGE_FILE": str(outage)}).start()

@@ -146,10 +146,12 @@ class CostGovernor:
         """Close every open run (end of a replay)."""
         return [f for run in self.runs.flush() for f in self._on_run(run, events)]
 
-    def to_state(self) -> dict[str, Any]:
-        """Everything, JSON-serialisable (keys flattened to lists)."""
+    def to_state(self, include_open_runs: bool = True) -> dict[str, Any]:
+        """Everything, JSON-serialisable (keys flattened to lists); without the open agent
+        runs when ``include_open_runs`` is false (they are the bulk: a checkpoint stores
+        them incrementally, see ``AgentRunAggregator.take_delta``)."""
         return {
-            "accountant": self.accountant.to_state(), "runs": self.runs.to_state(),
+            "accountant": self.accountant.to_state(), "runs": self.runs.to_state(include_open_runs),
             "per_request": [[list(k), d.to_state()] for k, d in self.per_request.items()],
             "per_action": [[list(k), d.to_state()] for k, d in self.per_action.items()],
             "budgets": {k: b.to_state() for k, b in self.budgets.items()},

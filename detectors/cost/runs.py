@@ -192,6 +192,9 @@ class AgentRunAggregator:
         self.max_open_runs = max_open_runs
         self.close_on_final_answer = close_on_final_answer
         self._open: OrderedDict[str, _OpenRun] = OrderedDict()
+        # Runs touched (updated, opened, closed) since the last take_delta(), in the order of
+        # their last touch: what an incremental checkpoint writes.
+        self._touched: OrderedDict[str, None] = OrderedDict()
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._carried: OrderedDict[str, float] = OrderedDict()  # scope -> failed cost
         self.watermark = float("-inf")
@@ -219,6 +222,7 @@ class AgentRunAggregator:
                 closed.append(self._close(old_id, old, "evicted"))
         run.add(sample, costing)
         self._open.move_to_end(sample.trace_id)
+        self._touch(sample.trace_id)
         if self.close_on_final_answer and run.is_final_answer(sample):
             del self._open[sample.trace_id]
             closed.append(self._close(sample.trace_id, run, "final_answer"))
@@ -243,7 +247,12 @@ class AgentRunAggregator:
             out.append(self._close(tid, run, "idle"))
         return out
 
+    def _touch(self, trace_id: str) -> None:
+        self._touched[trace_id] = None
+        self._touched.move_to_end(trace_id)
+
     def _close(self, trace_id: str, run: _OpenRun, why: str) -> RunSummary:
+        self._touch(trace_id)
         self._closed[trace_id] = None
         if len(self._closed) > _RECENTLY_CLOSED_MAX:
             self._closed.popitem(last=False)
@@ -266,10 +275,26 @@ class AgentRunAggregator:
                           run.cost, run.steps, run.attempts, run.tool_calls, run.errors,
                           run.unpriced, succeeded, why, usage, action_cost)
 
-    def to_state(self) -> dict[str, Any]:
-        """Open runs, recently closed ids and carried failed cost (JSON-serialisable)."""
+    def take_delta(self) -> list[list[Any]]:
+        """``[trace_id, run or None]`` for every run touched since the last call, in the
+        order of their last touch (None: closed). Applied in order with
+        :meth:`apply_delta` to the open runs of an earlier state, they give the open runs
+        of now, in the same order; an incremental checkpoint writes this, not every run."""
+        delta = [[tid, self._open[tid].to_list() if tid in self._open else None] for tid in self._touched]
+        self._touched.clear()
+        return delta
+
+    def apply_delta(self, delta: list[list[Any]]) -> None:
+        for tid, run in delta:
+            self._open.pop(tid, None)
+            if run is not None:
+                self._open[tid] = _OpenRun.from_list(run)
+
+    def to_state(self, include_open: bool = True) -> dict[str, Any]:
+        """Open runs (unless ``include_open`` is false: a checkpoint that stores them as
+        deltas), recently closed ids and carried failed cost (JSON-serialisable)."""
         return {
-            "open": [[tid, run.to_list()] for tid, run in self._open.items()],
+            "open": [[tid, run.to_list()] for tid, run in self._open.items()] if include_open else [],
             "closed": list(self._closed),
             "carried": [[k, v] for k, v in self._carried.items()],
             "watermark": self.watermark if self.watermark != float("-inf") else None,
