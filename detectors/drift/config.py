@@ -169,7 +169,8 @@ class SignalConfig(_Strict):
 
     ``method``: ``adwin`` (rates and means, Bifet & Gavaldà 2007), ``page_hinkley`` (mean
     increase, Page 1954), ``kswin`` (distribution, Raab et al. 2020). ``params`` go to the river
-    class unchanged. ``transform: log1p`` tames heavy tails (latency, token counts).
+    class unchanged (for ``kswin``, to ``detectors.drift.kswin.KSWIN``: river's parameters and
+    decisions, its test in numpy). ``transform: log1p`` tames heavy tails (latency, token counts).
     ``categories`` turns a categorical signal (finish reason) into one 0/1 rate per category.
     """
 

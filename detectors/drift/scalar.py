@@ -20,12 +20,14 @@ from typing import Any
 from river import drift
 
 from detectors.drift.config import ScalarDriftConfig, SignalConfig
+from detectors.drift.kswin import KSWIN
 from detectors.findings import Finding
 
 STATE_VERSION = 1
 DETECTOR = "ScalarDriftMonitor/1"
 _METHODS: dict[str, Any] = {
-    "adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": drift.KSWIN,
+    # KSWIN: river's parameters and decisions, its KS test in numpy (detectors/drift/kswin.py)
+    "adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": KSWIN,
 }
 
 Value = float | int | bool | str | None
