@@ -4,9 +4,9 @@ Budgets span routes (a tenant's budget covers every route it calls) and agent ru
 models, so neither fits the (route, model) partitioning of traces. The govern agent
 sends one compact usage record per trace to ``usage.v1`` (one partition) and a single
 ``economics`` agent runs budgets, run aggregation and cost regressions, checkpointing
-its state to a Faust table once per batch. One partition carries tens of thousands of
-~300-byte records per second, far above what one governing worker produces; past that,
-shard ``usage`` by budget scope.
+its state to a Faust table incrementally, on an interval (``Economics`` below). One
+partition carries tens of thousands of ~300-byte records per second, far above what one
+governing worker produces; past that, shard ``usage`` by budget scope.
 """
 
 from __future__ import annotations

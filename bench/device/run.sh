@@ -4,7 +4,7 @@
 # with the call, staged under /tmp/stage (kept while the machine stays warm).
 #   bash bench/device/run.sh gpu      # carry .dev1: float16 MiniLM weights, wheels, ../shared/data
 #   bash bench/device/run.sh breaker  # carry .dev2: a jlink'd JRE, Kafka jars, the worker's wheels
-# bench/device/README.md says how .dev1 and .dev2 are made. Results go to $OUT.
+# bench/device/stage.sh builds .dev1 and .dev2. Results go to $OUT.
 set -uo pipefail
 stage=/tmp/stage
 out="${OUT:-/tmp/out}"
