@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--no-sink", action="store_true",
                         help="a --role govern worker alone (the breaker's whole path, nothing stored): for"
                              " machines without the embedded ClickHouse engine")
+    parser.add_argument("--drift-worker", action="store_true",
+                        help="drift in a --role drift worker of its own (WARDEN_GOVERN_DRIFT=false on the others)")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default by layout)")
     parser.add_argument("--drift-rate", type=float, default=None,
                         help="share of traces embedded for drift (default: the shipped config)")
@@ -89,6 +91,10 @@ def main() -> None:
             rates={k: args.drift_rate for k in detectors["drift"]["sampling"]["rates"]}, default_rate=args.drift_rate)
         (config / "detectors.yaml").write_text(yaml.safe_dump(detectors))
     extra = {"WARDEN_CONFIG_DIR": str(config)}
+    drift_worker = None
+    if args.drift_worker:
+        extra["WARDEN_GOVERN_DRIFT"] = "false"
+        drift_worker = pipeline.worker(role="drift", extra=extra).start()
     if args.no_sink:
         sink_worker, worker = None, pipeline.worker(role="govern", extra=extra).start()
     elif args.split:  # the scale-out layout: storage in its own process (and consumer group)
@@ -174,13 +180,14 @@ def main() -> None:
         publisher.close()
         client.close()
         worker.stop()
-        if sink_worker is not None:
-            sink_worker.stop()
+        for other in (sink_worker, drift_worker):
+            if other is not None:
+                other.stop()
         kafka("down")
     result = {
         "trips": args.trips, "seen": len(latencies), "background_traces_per_s": args.load,
-        "workers": "govern only (no sink)" if args.no_sink else "govern + sink" if args.split
-        else "one worker, all roles",
+        "workers": ("govern only (no sink)" if args.no_sink else "govern + sink" if args.split
+                    else "one worker, all roles") + (" + drift worker" if args.drift_worker else ""),
         "drift_sampling_rate": args.drift_rate if args.drift_rate is not None else "shipped config",
         "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1), "max_ms": round(max(latencies), 1),
@@ -199,7 +206,8 @@ def main() -> None:
               f"p99 {result['trace_to_finding_p99_ms']} ms")
     print(f"Envoy outlier detection reacts on a 10 s interval (5 s on average): "
           f"{result['ratio_envoy_mean_over_warden_p50']}x our median")
-    suffix = ("_split" if args.split else "") + ("_no_drift" if args.drift_rate == 0 else "")
+    suffix = (("_split" if args.split else "") + ("_drift_worker" if args.drift_worker else "")
+              + ("_no_drift" if args.drift_rate == 0 else ""))
     out = args.out or REPO / "bench" / "results" / f"bench_breaker_latency{suffix}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

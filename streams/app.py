@@ -78,6 +78,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     dead = app.topic(topic("deadletter.v1"), value_serializer=CODEC, key_serializer="raw")
 
     governs = settings.role in ("all", "govern")
+    drifts = settings.role in ("all", "drift") or (settings.role == "govern" and settings.govern_drift)
     sinks = settings.role in ("all", "sink")
     # Commits hand records to the producer by topic name (streams.state.Commit).
     to_redacted, to_findings, to_alerts, to_breaker, to_usage, to_dead = (
@@ -89,19 +90,19 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
             await commit.send(to_findings, finding.subject.get("route", "").encode(),
                               wiring.finding_record(finding))
 
+    fence = RebalanceFence(app)
+    if governs or drifts:
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _on_revoked(app_: object, revoked: object, **_: object) -> None:
+            await fence.revoked()
+            wiring.drift.forget()
+
     if governs:
         # Per-key state, co-partitioned with its source topic (raw UTF-8 keys, murmur2): it
         # survives restarts and follows its partition in a rebalance (streams.state).
         scope_state = StateTable.create(app, "scope-state", settings.partitions)
         route_state = StateTable.create(app, "breaker-state", settings.partitions)
         economics_state = StateTable.create(app, "economics-state", 1)
-        drift_state = StateTable.create(app, "drift-state", settings.partitions)
-        fence = RebalanceFence(app)
-
-        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-        async def _on_revoked(app_: object, revoked: object, **_: object) -> None:
-            await fence.revoked()
-            wiring.drift.forget()
 
         @app.agent(raw, concurrency=1)
         async def govern(stream: Any) -> None:
@@ -205,6 +206,27 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                 else:
                     pending.extend(events)
 
+        @app.timer(interval=1.0)
+        async def breaker_clock() -> None:
+            # Cooldowns and override expiries advance with wall time, not with traffic; only
+            # for the routes whose findings partition this worker owns (the memory store
+            # keeps keys of revoked partitions).
+            async with fence.commit(fence.generation, None, []) as commit:
+                if not commit.ok:
+                    return
+                owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == to_findings}
+                routes = OwnedKeys(route_state, owned, settings.partitions)
+                for signal in wiring.tick(routes):
+                    await commit.send(to_breaker, signal.target.encode(), signal.model_dump(mode="json"))
+                for alert in wiring.alert_only_alerts():
+                    await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
+
+    if drifts:
+        # Drift runs in governing workers, or in --role drift workers of their own (with
+        # WARDEN_GOVERN_DRIFT=false on the governing ones): the encoder then has its own
+        # process, cores or GPU, and cannot slow the breaker's latency path.
+        drift_state = StateTable.create(app, "drift-state", settings.partitions)
+
         @app.agent(redacted, concurrency=1)
         async def drift(stream: Any) -> None:
             # Its own agent over the redacted topic: the encoder's cost shows as drift lag,
@@ -240,21 +262,6 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         drift_state[key] = state
                     await send_findings(commit, found)
                 METRICS.stage_seconds.labels("drift").observe(time.perf_counter() - started)
-
-        @app.timer(interval=1.0)
-        async def breaker_clock() -> None:
-            # Cooldowns and override expiries advance with wall time, not with traffic; only
-            # for the routes whose findings partition this worker owns (the memory store
-            # keeps keys of revoked partitions).
-            async with fence.commit(fence.generation, None, []) as commit:
-                if not commit.ok:
-                    return
-                owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == to_findings}
-                routes = OwnedKeys(route_state, owned, settings.partitions)
-                for signal in wiring.tick(routes):
-                    await commit.send(to_breaker, signal.target.encode(), signal.model_dump(mode="json"))
-                for alert in wiring.alert_only_alerts():
-                    await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
 
     if sinks:
         for name, source in (("traces", redacted), ("findings", findings), ("alerts", alerts),
@@ -324,11 +331,12 @@ def background_executor(name: str, torch_threads: int, nice: int) -> ThreadPoolE
 def consumer_group(settings: WardenSettings) -> str:
     """Kafka assigns partitions per worker, not per agent, so every worker of a consumer
     group must run the same agents: governing workers (``all``, ``govern``) share
-    ``WARDEN_APP_ID``, storing-only workers (``sink``) use ``WARDEN_APP_ID-sink``. (In one
-    group a ``govern`` worker would consume, and commit, findings that only a ``sink``
-    worker stores.) Do not mix ``all`` and ``govern`` workers: scale out with more ``all``
-    workers, or with ``govern`` workers plus ``sink`` workers."""
-    return f"{settings.app_id}-sink" if settings.role == "sink" else settings.app_id
+    ``WARDEN_APP_ID``, storing-only workers (``sink``) use ``WARDEN_APP_ID-sink`` and
+    drift-only workers (``drift``) ``WARDEN_APP_ID-drift``. (In one group a ``govern`` worker
+    would consume, and commit, findings that only a ``sink`` worker stores.) Do not mix
+    ``all`` and ``govern`` workers: scale out with more ``all`` workers, or with ``govern``
+    workers plus ``sink`` (and ``drift``) workers."""
+    return f"{settings.app_id}-{settings.role}" if settings.role in ("sink", "drift") else settings.app_id
 
 
 def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: WardenSettings,

@@ -39,7 +39,8 @@ def settings() -> WardenSettings:
 @app.command()
 def worker(
     role: Annotated[str | None, typer.Option(
-        help="all | govern (scales out) | sink (owns ClickHouse); default WARDEN_ROLE or all")] = None,
+        help="all | govern (scales out) | sink (owns ClickHouse) | drift (embedding and scalar drift"
+             " only, e.g. on GPU nodes); default WARDEN_ROLE or all")] = None,
     web_port: Annotated[int | None, typer.Option(help="Faust web port (metrics, /sql)")] = None,
 ) -> None:
     """Run a Faust worker. Several workers with one app id share the partitions."""
@@ -47,8 +48,8 @@ def worker(
 
     overrides: dict[str, object] = {}
     if role is not None:
-        if role not in ("all", "govern", "sink"):
-            raise typer.BadParameter(f"role {role!r}: use all, govern or sink")
+        if role not in ("all", "govern", "sink", "drift"):
+            raise typer.BadParameter(f"role {role!r}: use all, govern, sink or drift")
         overrides["role"] = role
     if web_port is not None:
         overrides["web_port"] = web_port

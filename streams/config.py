@@ -84,7 +84,10 @@ class WardenSettings(BaseSettings):
     config_dir: Path = CONFIG_DIR
     # Which agents this worker runs: "all", or "govern" (validate/redact/score, scales
     # out), or "sink" (owns ClickHouse; one process with the embedded engine).
-    role: Literal["all", "govern", "sink"] = "all"
+    role: Literal["all", "govern", "sink", "drift"] = "all"
+    # Whether --role govern workers also run the drift agent; false when --role drift
+    # workers (their own consumer group) run it.
+    govern_drift: bool = True
     log_level: str = "INFO"
     pseudonym_key: SecretStr | None = None
     # Ed25519 seed (64 hex digits) that signs audit checkpoints; unsigned when absent.

@@ -31,8 +31,9 @@ def _config(tmp: Path) -> Path:
     return config
 
 
+@pytest.mark.parametrize("layout", ["one worker", "drift workers apart"])
 def test_topic_shift_on_one_route_is_found_and_only_there(pipeline: Pipeline, tmp_path: Path,
-                                                          shared_data: Path) -> None:
+                                                          shared_data: Path, layout: str) -> None:
     by_category: dict[str, list[str]] = {}
     for line in (shared_data / "prompts_dev.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -42,7 +43,14 @@ def test_topic_shift_on_one_route_is_found_and_only_there(pipeline: Pipeline, tm
     after = by_category["travel"] + by_category["kitchen_and_dining"]
     rng.shuffle(before)
     rng.shuffle(after)
-    worker = pipeline.worker(extra={"WARDEN_CONFIG_DIR": str(_config(tmp_path))}).start()
+    extra = {"WARDEN_CONFIG_DIR": str(_config(tmp_path))}
+    others = []
+    if layout == "one worker":
+        worker = pipeline.worker(extra=extra).start()
+    else:  # storage, governance and drift in three processes (three consumer groups)
+        extra["WARDEN_GOVERN_DRIFT"] = "false"
+        worker = pipeline.worker(role="sink", extra=extra).start()
+        others = [pipeline.worker(role=role, extra=extra).start() for role in ("govern", "drift")]
     shift_at = 500
     try:
         with publisher(pipeline) as pub:
@@ -59,4 +67,5 @@ def test_topic_shift_on_one_route_is_found_and_only_there(pipeline: Pipeline, tm
         assert worker.sql("SELECT alert_id FROM alerts FINAL WHERE kind = 'drift.embedding' "
                           "AND route = 'support-chat'")
     finally:
-        worker.stop()
+        for w in [worker, *others]:
+            w.stop()

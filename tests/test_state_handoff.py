@@ -196,9 +196,25 @@ def test_economics_counts_a_usage_record_once_across_a_replay() -> None:
     assert stored()[1] == {"3": 19}
 
 
-def test_storing_workers_have_their_own_consumer_group() -> None:
-    groups = {role: consumer_group(WardenSettings(role=role)) for role in ("all", "govern", "sink")}
-    assert groups["all"] == groups["govern"] != groups["sink"]
+def test_storing_and_drift_workers_have_their_own_consumer_groups() -> None:
+    groups = {role: consumer_group(WardenSettings(role=role)) for role in ("all", "govern", "sink", "drift")}
+    assert groups["all"] == groups["govern"]
+    assert len({groups["govern"], groups["sink"], groups["drift"]}) == 3
+
+
+def test_each_role_runs_its_agents() -> None:
+    from streams.app import create_app
+    from streams.worker import build_wiring
+
+    def agents(**overrides: Any) -> set[str]:
+        settings = WardenSettings(config_dir=CONFIG_DIR, pseudonym_key="k" * 32, **overrides)
+        app = create_app(settings, build_wiring(settings))
+        return {name.rsplit(".", 1)[-1] for name in app.agents}
+
+    governing = {"govern", "decide", "economics"}
+    assert agents(role="govern") == governing | {"drift"}
+    assert agents(role="govern", govern_drift=False) == governing  # --role drift workers run it
+    assert agents(role="drift") == {"drift"}
 
 
 def test_worker_consumers_use_a_short_fetch_wait() -> None:
