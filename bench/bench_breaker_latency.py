@@ -6,7 +6,11 @@ Peer: Envoy's outlier detection evaluates on a fixed ``interval`` (10 s by defau
 reaction time to the same trip is that interval in the worst case and half of it on average
 (no run needed: it is configuration). We print our percentiles against that.
 
-    nice .venv/bin/python bench/bench_breaker_latency.py [--trips 60] [--load 300]
+    nice .venv/bin/python bench/bench_breaker_latency.py [--trips 60] [--load 300] [--split]
+        [--drift-worker] [--drift-rate R] [--template-texts] [--no-sink]
+
+Background traces carry real prompts (../shared/data/prompts_dev.jsonl), so the drift
+encoder works as in service; --template-texts uses the load generator's few texts instead.
 Starts its own broker on port 29192 and a worker with a chDB engine under var/bench-latency.
 """
 
@@ -72,6 +76,9 @@ def main() -> None:
                              " machines without the embedded ClickHouse engine")
     parser.add_argument("--drift-worker", action="store_true",
                         help="drift in a --role drift worker of its own (WARDEN_GOVERN_DRIFT=false on the others)")
+    parser.add_argument("--template-texts", action="store_true",
+                        help="background prompts from the load generator's templates (cached by the drift"
+                             " encoder) instead of ../shared/data/prompts_dev.jsonl")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default by layout)")
     parser.add_argument("--drift-rate", type=float, default=None,
                         help="share of traces embedded for drift (default: the shipped config)")
@@ -115,12 +122,21 @@ def main() -> None:
     # the pipeline. A fresh trace id per publish keeps them distinct records.
     local = random.Random(2)
     pool = [trace_for("support-chat", "gpt-4o-mini", error=False, rng=local) for _ in range(500)]
+    # The generator's texts come from a few templates, which the drift encoder's cache
+    # absorbs; real prompts (12,000 distinct, CLINC150) make it encode as it would in service.
+    prompts_file = REPO.parent / "shared" / "data" / "prompts_dev.jsonl"
+    prompts = ([json.loads(line)["prompt"] for line in prompts_file.open()]
+               if prompts_file.exists() and not args.template_texts else [])
 
     def background() -> None:
         sent = 0
         started = time.perf_counter()
         while not stop.is_set():
             trace = dict(pool[sent % len(pool)], trace_id=f"{sent:032x}")
+            if prompts:
+                messages = [dict(m) for m in trace["input_messages"]]
+                messages[-1]["content"] = prompts[sent % len(prompts)]
+                trace["input_messages"] = messages
             publisher.publish(trace)
             sent += 1
             delay = started + sent / args.load - time.perf_counter()
@@ -189,6 +205,8 @@ def main() -> None:
         "workers": ("govern only (no sink)" if args.no_sink else "govern + sink" if args.split
                     else "one worker, all roles") + (" + drift worker" if args.drift_worker else ""),
         "drift_sampling_rate": args.drift_rate if args.drift_rate is not None else "shipped config",
+        "background_prompts": (f"{len(prompts)} real prompts (prompts_dev.jsonl)" if prompts
+                               else "load generator templates (few distinct texts)"),
         "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1), "max_ms": round(max(latencies), 1),
         "allow_ns_per_call": round(allow_ns, 1),
