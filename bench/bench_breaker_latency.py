@@ -28,10 +28,12 @@ import threading
 import time
 import timeit
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._kafka import machine as bench_machine  # noqa: E402
 from detectors.breaker import target_key  # noqa: E402
 from streams.breaker_client import BreakerClient  # noqa: E402
 from streams.publisher import TracePublisher  # noqa: E402
@@ -51,18 +53,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def machine() -> str:
-    """Where it ran: the CPUs this process may use (taskset limits them), the GPU if any."""
-    cpus = len(os.sched_getaffinity(0))
-    gpu = "no GPU"
+def machine() -> dict[str, Any]:
+    """The benchmarks' machine record, plus the CPUs this process may use (taskset limits
+    them, for the broker and workers too) and the GPU if any."""
+    gpu = None
     try:
         import torch
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
     except ImportError:
         pass
-    return (f"{cpus} CPUs of {os.cpu_count()}, {gpu}; broker, workers, load generator and client"
-            f" co-located; load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    return {**bench_machine(), "cpus_usable": len(os.sched_getaffinity(0)), "gpu": gpu,
+            "layout": "broker, workers, load generator and client co-located"}
 
 
 def main() -> None:

@@ -69,10 +69,10 @@ class Economics:
         return self._governor
 
     def _load(self, states: Mapping[str, Any]) -> None:
-        # Detached copies (see _store): the governor must not share objects with the table.
+        # Detached copies: the governor must not share objects with the table.
         def read(key: str) -> Any:
             value = states.get(key)
-            return json.loads(dumps(value)) if value else None
+            return _detached(value) if value else None
 
         base = read(BASE_KEY)
         if base:
@@ -131,7 +131,7 @@ class Economics:
 
     def _write_base(self, states: MutableMapping[str, Any], governor: CostGovernor,
                     small: dict[str, Any]) -> None:
-        runs = governor.to_state()["runs"]["open"]
+        runs = governor.runs.to_state()["open"]
         chunks = [runs[i:i + RUNS_PER_CHUNK] for i in range(0, len(runs), RUNS_PER_CHUNK)]
         for i, chunk in enumerate(chunks):
             _store(states, f"{BASE_CHUNK_PREFIX}{self._seq:012d}/{i:04d}", {"runs": chunk})
@@ -161,12 +161,16 @@ class Economics:
         return True
 
 
-def _store(states: MutableMapping[str, Any], key: str, value: dict[str, Any]) -> None:
-    """Store a copy detached from the live governor: a state holds references to its
+def _detached(value: Any) -> Any:
+    """A copy sharing nothing with ``value``: a governor's state holds references to its
     detectors' lists and dicts, and a Faust memory store keeps the object it was given, so
     records applied after a checkpoint would otherwise leak into it (and count twice when
-    replayed onto it)."""
-    states[key] = json.loads(dumps(value))
+    replayed onto it). Through JSON, because that is what the changelog holds."""
+    return json.loads(dumps(value))
+
+
+def _store(states: MutableMapping[str, Any], key: str, value: dict[str, Any]) -> None:
+    states[key] = _detached(value)
 
 
 def _open_runs(governor_state: Mapping[str, Any]) -> list[list[Any]]:
