@@ -78,7 +78,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     dead = app.topic(topic("deadletter.v1"), value_serializer=CODEC, key_serializer="raw")
 
     governs = settings.role in ("all", "govern")
-    drifts = settings.role in ("all", "drift") or (settings.role == "govern" and settings.govern_drift)
+    drifts = (settings.role in ("all", "drift") or (settings.role == "govern" and settings.govern_drift))
     sinks = settings.role in ("all", "sink")
     # Commits hand records to the producer by topic name (streams.state.Commit).
     to_redacted, to_findings, to_alerts, to_breaker, to_usage, to_dead = (
@@ -176,6 +176,23 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     for alert in wiring.alert_only_alerts():
                         await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
 
+        async def admit_usage(events: list[Any]) -> list[Any]:
+            # The economics state, not the committed offset, says what is counted: a hole
+            # before this batch is read again (streams.economics.Economics.admit).
+            admission = wiring.economics.admit([e.message.offset for e in events], economics_state,
+                                               time.monotonic())
+            tp = events[0].message.tp
+            if admission.seek_to is not None:
+                METRICS.economics_rewinds.inc()
+                log.warning("economics_rewind", partition=tp.partition, seek_to=admission.seek_to,
+                            first_offset=events[admission.take].message.offset)
+                await app.consumer.seek(tp, admission.seek_to)
+            if admission.lost:
+                METRICS.economics_lost.inc(admission.lost)
+                log.error("economics_records_lost", partition=tp.partition, records=admission.lost,
+                          reason="no longer in the usage topic (retention)")
+            return events[:admission.take]
+
         @app.agent(usage, concurrency=1)
         async def economics(stream: Any) -> None:
             # Its state (every open agent run) is checkpointed every economics_checkpoint_s,
@@ -191,6 +208,8 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     pending.clear()
                     wiring.economics.forget()
                     pending_generation = generation
+                if events:
+                    events = await admit_usage(events)
                 due = time.monotonic() - saved_at >= settings.economics_checkpoint_s or len(pending) >= GOVERN_BATCH * 20
                 if not events and not (due and pending):
                     continue
@@ -199,10 +218,13 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         METRICS.batches_fenced.labels("economics").inc()
                         continue
                     await send_findings(commit, wiring.economics.update(
-                        [e.value for e in events], economics_state, checkpoint=due))
+                        [e.value for e in events], economics_state, checkpoint=due,
+                        offsets=[e.message.offset for e in events]))
                 if due:
                     pending.clear()
                     saved_at = time.monotonic()
+                    if wiring.economics.next_offset is not None:
+                        METRICS.economics_checkpoint.set(wiring.economics.next_offset)
                 else:
                     pending.extend(events)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from detectors.cost import CostPolicy, PriceCatalog, load_cost_policy, load_price_catalog
@@ -31,6 +32,20 @@ BASE_CHUNK_PREFIX = "economics/base/"  # + f"{seq:012d}/{i:04d}": open runs of t
 DELTA_PREFIX = "economics/delta/"  # + f"{seq:012d}"
 BASE_EVERY = 60  # checkpoints between full bases (5 min at the default 5 s interval)
 RUNS_PER_CHUNK = 2000  # ~500 KB of JSON: under Kafka's default 1 MB message limit
+RESEEK_EVERY_S = 2.0  # while rewinding, seek again if the expected record has not come
+GIVE_UP_AFTER_S = 60.0  # then accept the gap (records deleted by retention), loudly
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What to do with a batch of usage records (see :meth:`Economics.admit`): count the
+    first ``take``; when ``seek_to`` is set, seek the usage partition there (the records
+    after the prefix are dropped unacknowledged and come again); ``lost`` records were given
+    up on (no longer in the topic)."""
+
+    take: int
+    seek_to: int | None = None
+    lost: int = 0
 
 
 class Economics:
@@ -44,6 +59,12 @@ class Economics:
     the runs touched since the previous one. A delta is one record, so each checkpoint is
     atomic; records of one partition keep their order, so a delta's presence implies its
     base's. Loading takes the base and applies the deltas written after it, in order.
+
+    Each checkpoint also holds the usage offset it counts up to, and that, not Kafka's
+    committed offset, decides what is counted: a record at or below it is a redelivery, and
+    a first record past it means the consumer's position skipped records the state never
+    counted (a committed offset that got ahead of a checkpoint), so the agent seeks back
+    (:meth:`admit`). Budgets are money; "at least once, usually" is not good enough.
     """
 
     def __init__(self, catalog: PriceCatalog, policy: CostPolicy):
@@ -53,6 +74,8 @@ class Economics:
         self._base_seq = -1
         self._governor: CostGovernor | None = None
         self._applied: dict[str, int] = {}  # raw partition -> highest offset counted
+        self._next: int | None = None  # the usage offset to count next (None: not known yet)
+        self._rewinding: tuple[int, float, float] | None = None  # (to, since, last seek)
 
     @classmethod
     def from_settings(cls, settings: WardenSettings) -> Economics:
@@ -81,9 +104,11 @@ class Economics:
         else:
             base = read(LEGACY_KEY)
             base_runs = _open_runs(base["governor"]) if base else []
+        self._rewinding = None
         if not base:
             self._governor, self._applied = CostGovernor(self.catalog, self.policy), {}
             self._seq = self._base_seq = -1
+            self._next = None
             return
         deltas = sorted((read(k) for k in list(states) if k.startswith(DELTA_PREFIX)), key=lambda d: int(d["seq"]))
         deltas = [d for d in deltas if int(d["seq"]) > int(base["seq"])]
@@ -97,18 +122,69 @@ class Economics:
         self._seq = int(latest["seq"])
         self._base_seq = int(base["seq"]) if BASE_KEY in states else -1  # legacy: rebase at once
         self._applied = {str(k): int(v) for k, v in (latest.get("applied") or {}).items()}
+        self._next = None if latest.get("usage_next") is None else int(latest["usage_next"])
+
+    def admit(self, offsets: Sequence[int], states: Mapping[str, Any], now: float) -> Admission:
+        """The longest prefix of a batch (usage-topic offsets, one partition, in order) that
+        continues what the state has counted without a hole.
+
+        The usage topic is written only by Warden's own non-transactional producers and never
+        compacted, so its offsets are contiguous: a record past the next expected offset
+        means records in between were never delivered to this state. Then the agent seeks
+        back to the expected offset, again every ``RESEEK_EVERY_S`` while records from
+        before the seek drain, and after ``GIVE_UP_AFTER_S`` (the records are gone,
+        deleted by retention) it accepts the hole and reports it.
+
+        >>> eco = Economics.__new__(Economics)
+        >>> eco._governor, eco._next, eco._rewinding = object(), 10, None
+        >>> eco.admit([9, 10, 11, 13, 14], {}, now=0.0)   # 9: a redelivery; 12 is missing
+        Admission(take=3, seek_to=12, lost=0)
+        """
+        self.governor(states)
+        expected, take = self._next, 0
+        for offset in offsets:
+            if expected is not None and offset > expected:
+                break
+            expected = offset + 1 if expected is None else max(expected, offset + 1)
+            take += 1
+        if take == len(offsets) or expected is None:
+            if take:
+                self._rewinding = None
+            return Admission(take)
+        if self._rewinding is None or self._rewinding[0] != expected:
+            self._rewinding = (expected, now, now)
+            return Admission(take, seek_to=expected)
+        target, since, last_seek = self._rewinding
+        if now - since >= GIVE_UP_AFTER_S:
+            first_past = offsets[take]
+            self._next, self._rewinding = first_past, None
+            return Admission(len(offsets), lost=first_past - target)
+        if now - last_seek >= RESEEK_EVERY_S:
+            self._rewinding = (target, since, now)
+            return Admission(take, seek_to=target)
+        return Admission(take)
+
+    @property
+    def next_offset(self) -> int | None:
+        """The usage offset counted next (what the latest checkpoint holds, after one)."""
+        return self._next
 
     def update(self, records: Sequence[Mapping[str, Any]], states: MutableMapping[str, Any], *,
-               checkpoint: bool = True) -> list[Finding]:
+               checkpoint: bool = True, offsets: Sequence[int] | None = None) -> list[Finding]:
         """Apply usage records; with ``checkpoint`` also write the state to ``states``.
 
         The worker checkpoints on an interval, not per batch, and acknowledges the records
         in between only with the checkpoint that contains them (a crash replays them onto
-        the last checkpoint)."""
+        the last checkpoint). ``offsets``: the records' usage-topic offsets, when they come
+        from Kafka (after :meth:`admit`): one at or below what is counted is skipped."""
         governor = self.governor(states)
         events = list(self.events)
         found: list[Finding] = []
-        for record in records:
+        for i, record in enumerate(records):
+            if offsets is not None:
+                if self._next is not None and offsets[i] < self._next:
+                    continue  # delivered again: already counted
+                self._next = offsets[i] + 1
             if not self._first_time(record.get("_source")):
                 continue  # sent again by a replayed raw batch: already counted
             found += governor.update(cost_sample_from_record(record), events)
@@ -127,7 +203,7 @@ class Economics:
         else:
             _store(states, f"{DELTA_PREFIX}{self._seq:012d}", {
                 "seq": self._seq, "base": self._base_seq, "governor": small,
-                "applied": self._applied, "runs": delta})
+                "applied": self._applied, "usage_next": self._next, "runs": delta})
 
     def _write_base(self, states: MutableMapping[str, Any], governor: CostGovernor,
                     small: dict[str, Any]) -> None:
@@ -136,7 +212,7 @@ class Economics:
         for i, chunk in enumerate(chunks):
             _store(states, f"{BASE_CHUNK_PREFIX}{self._seq:012d}/{i:04d}", {"runs": chunk})
         _store(states, BASE_KEY, {"seq": self._seq, "chunks": len(chunks), "governor": small,
-                                  "applied": self._applied})
+                                  "applied": self._applied, "usage_next": self._next})
         # Only once the new base is written: what it replaces.
         current = f"{BASE_CHUNK_PREFIX}{self._seq:012d}/"
         for key in [k for k in states if k == LEGACY_KEY or k.startswith(DELTA_PREFIX)

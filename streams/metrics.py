@@ -20,6 +20,17 @@ class WorkerMetrics:
         self.batches_fenced = Counter("warden_batches_fenced_total",
                                       "Batches dropped unacknowledged because a rebalance began during them "
                                       "(replayed by the partitions' next owner)", ["agent"], registry=self.registry)
+        self.economics_rewinds = Counter(
+            "warden_economics_rewinds_total",
+            "Seeks back on the usage topic because a record after the economics state's last "
+            "counted offset arrived first (records the state never counted are read again)",
+            registry=self.registry)
+        self.economics_checkpoint = Gauge("warden_economics_checkpoint_offset",
+                                          "Usage offset the last economics checkpoint counts up to",
+                                          registry=self.registry)
+        self.economics_lost = Counter("warden_economics_records_lost_total",
+                                      "Usage records given up on: no longer in the topic when sought",
+                                      registry=self.registry)
         self.rows_written = Counter("warden_sink_rows_total", "Rows durably written to ClickHouse",
                                     ["table"], registry=self.registry)
         self.sink_failures = Counter("warden_sink_write_failures_total", "Failed ClickHouse writes (retried)",

@@ -57,6 +57,17 @@ class StateTable(MutableMapping[str, Any]):
         # Faust fixes "json" (or the value type's codec): the table writes and recovers its
         # changelog with these two.
         table.value_serializer = table.changelog_topic.value_serializer = CODEC
+        send_changelog = table.send_changelog
+
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            # Faust queues changelog records in its producer buffer, whose flush() gives up
+            # after 0.1 s without progress: a busy loop could acknowledge a batch whose state
+            # was not yet in Kafka. Commits wait for these futures instead (Commit.delivered).
+            future = send_changelog(*args, **kwargs)
+            UNCONFIRMED_CHANGELOG.track(future)
+            return future
+
+        table.send_changelog = tracked
         return cls(table)
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
@@ -79,6 +90,32 @@ class StateTable(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+class Unconfirmed:
+    """Changelog records handed to Faust and not yet acknowledged by the broker."""
+
+    def __init__(self) -> None:
+        self._futures: set[asyncio.Future[Any]] = set()
+
+    def track(self, future: asyncio.Future[Any]) -> None:
+        self._futures.add(future)
+        future.add_done_callback(self._settled)
+
+    def _settled(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._futures.discard(future)  # a failed one stays: every later commit raises it
+
+    async def delivered(self) -> None:
+        """Wait for every changelog record written so far; raise the first failure."""
+        if self._futures:
+            await asyncio.gather(*list(self._futures))
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+
+UNCONFIRMED_CHANGELOG = Unconfirmed()
 
 
 class OwnedKeys(MutableMapping[str, Any]):
@@ -143,6 +180,7 @@ class RebalanceFence:
             self.generation += 1
             await self._drained.wait_for(lambda: self._committing == 0)
         await self.app.producer.flush()
+        await UNCONFIRMED_CHANGELOG.delivered()
 
     def owns(self, partitions: set[Any]) -> bool:
         return partitions <= set(self.app.consumer.assignment())
@@ -191,6 +229,7 @@ class Commit:
     async def delivered(self) -> None:
         await self._producer.flush()
         await asyncio.gather(*self._pending)  # raises the first failed send
+        await UNCONFIRMED_CHANGELOG.delivered()  # the state written with this batch
 
 
 def finite(value: Any) -> Any:

@@ -110,3 +110,43 @@ def test_records_replayed_onto_a_checkpoint_count_once() -> None:
     once, once_states = economics(), {}
     once.update(records, once_states)
     assert full_state(restarted, states) == full_state(once, once_states)
+
+
+def deliver(eco: Economics, states: dict[str, Any], records: list[dict[str, Any]], offsets: list[int],
+            now: float = 0.0, checkpoint: bool = True) -> tuple[int, int | None]:
+    """What the agent does with one batch from the usage topic: admit, then count the prefix."""
+    admission = eco.admit(offsets, states, now)
+    take = admission.take
+    eco.update([records[o] for o in offsets[:take]], states, checkpoint=checkpoint, offsets=offsets[:take])
+    return take, admission.seek_to
+
+
+def test_a_consumer_position_past_the_checkpoint_is_sought_back_and_counted_once() -> None:
+    """Kafka's committed offset got ahead of the last checkpoint (an offset committed before
+    the checkpoint holding it was durable, or a consumer that skipped a record): the state,
+    not the position, decides; the agent seeks back and the records are counted once."""
+    records = usage(1000, seed=6)
+    eco, states = economics(), {}
+    assert deliver(eco, states, records, list(range(0, 400))) == (400, None)
+    eco.update([records[o] for o in range(400, 450)], states, checkpoint=False, offsets=list(range(400, 450)))
+    restarted = economics()  # the crash lost 400..449; Kafka's position says 450
+    assert deliver(restarted, states, records, list(range(450, 500))) == (0, 400)
+    assert deliver(restarted, states, records, list(range(500, 520)), now=1.0) == (0, None)  # drains
+    assert deliver(restarted, states, records, list(range(520, 540)), now=2.5) == (0, 400)  # seeks again
+    assert deliver(restarted, states, records, list(range(380, 1000)), now=3.0) == (620, None)
+    once, once_states = economics(), {}
+    once.update(records, once_states)
+    assert full_state(restarted, states) == full_state(once, once_states)
+
+
+def test_records_deleted_before_they_were_counted_are_given_up_on_loudly() -> None:
+    records = usage(300, seed=7)
+    eco, states = economics(), {}
+    deliver(eco, states, records, list(range(0, 100)))
+    restarted = economics()
+    assert restarted.admit(list(range(150, 200)), states, now=0.0).seek_to == 100
+    assert restarted.admit(list(range(150, 200)), states, now=30.0).take == 0
+    admission = restarted.admit(list(range(150, 200)), states, now=61.0)
+    assert (admission.take, admission.lost) == (50, 50)
+    restarted.update([records[o] for o in range(150, 200)], states, offsets=list(range(150, 200)))
+    assert deliver(restarted, states, records, list(range(200, 300)), now=62.0) == (100, None)

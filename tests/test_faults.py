@@ -120,10 +120,14 @@ def test_economics_counts_each_usage_record_once_across_kill_minus_nine(pipeline
         trace.update(tenant="econ-kill", cost_usd=1.0, timestamp=(start + timedelta(seconds=i)).isoformat())
         items.append(trace)
 
+    delivered = 0
+
     def publish(part: list[dict]) -> None:
+        nonlocal delivered
         with publisher(pipeline) as pub:
             for trace in part:
                 pub.publish(trace)
+        delivered += pub.stats.delivered
 
     worker = pipeline.worker(extra=env).start()
     publish(items[:60])
@@ -141,11 +145,82 @@ def test_economics_counts_each_usage_record_once_across_kill_minus_nine(pipeline
         rows = worker.sql(query)
     finally:
         worker.stop()
-    figures("economics-kill-9", usage_records=len(items), exhaustions=len(rows),
-            exhausted_at_trace=[int(r["at_ms"]) // 1000 - int(start.timestamp()) + 1 for r in rows])
+    figures("economics-kill-9", usage_records=len(items), delivered=delivered, exhaustions=len(rows),
+            exhausted_at_trace=[int(r["at_ms"]) // 1000 - int(start.timestamp()) + 1 for r in rows],
+            period_spent_usd=[json.loads(str(r["evidence"]))["period_spent_usd"] for r in rows])
+    assert delivered == len(items)  # the publisher lost nothing: what follows is the worker's doing
     assert len(rows) == 1
     assert int(rows[0]["at_ms"]) == int((start + timedelta(seconds=99)).timestamp() * 1000)
     assert json.loads(str(rows[0]["evidence"]))["period_spent_usd"] == 100.0
+
+
+def _metric(worker: WorkerProcess, name: str) -> float:
+    for line in worker.get("/metrics").decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_economics_reads_again_what_a_committed_offset_skipped(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The economics state, not Kafka's committed offset, says which usage records are
+    counted. Here the committed offset is moved past records the state never counted (what
+    an offset committed ahead of its checkpoint would do): the agent seeks back, counts
+    them, and the $100 budget is still exhausted at exactly the 100th trace."""
+    import yaml
+    from confluent_kafka import Consumer, TopicPartition
+
+    config = fast_config(tmp_path)
+    budgets = yaml.safe_load((config / "budgets.yaml").read_text())
+    budgets["budgets"] = [{"id": "econ-rewind", "scope": {"tenant": "econ-rewind"}, "amount_usd": 100.0,
+                           "period": "30d", "on_exhaustion": "alert"}]
+    (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
+    env = {"WARDEN_CONFIG_DIR": str(config), "WARDEN_ECONOMICS_CHECKPOINT_S": "15"}
+    rng = random.Random(23)
+    start = datetime.now(UTC).replace(microsecond=0)
+    items = []
+    for i in range(150):
+        trace = trace_for("rewind-route", "gpt-4o-mini", error=False, rng=rng)
+        trace.update(tenant="econ-rewind", cost_usd=1.0, timestamp=(start + timedelta(seconds=i)).isoformat())
+        items.append(trace)
+
+    def publish(part: list[dict]) -> None:
+        with publisher(pipeline) as pub:
+            for trace in part:
+                pub.publish(trace)
+
+    usage = TopicPartition(pipeline.topic("usage.v1"), 0)
+    offsets = Consumer({"bootstrap.servers": pipeline.bootstrap, "group.id": f"warden-{pipeline.prefix}",
+                        "enable.auto.commit": False})
+    worker = pipeline.worker(extra=env).start()
+    try:
+        publish(items[:60])
+        wait_for(lambda: _metric(worker, "warden_economics_checkpoint_offset") >= 60, 60,
+                 "a checkpoint of the first 60 usage records", worker, 0.5)
+        publish(items[60:80])
+        wait_for(lambda: offsets.get_watermark_offsets(usage, timeout=5)[1] >= 80, 30, "80 usage records")
+        time.sleep(1)  # applied, not checkpointed (the next checkpoint is ~15 s away)
+    finally:
+        worker.stop()  # leaves the group; its committed offset is its last checkpoint's
+    end = offsets.get_watermark_offsets(usage, timeout=5)[1]
+    offsets.commit(offsets=[TopicPartition(usage.topic, 0, end)], asynchronous=False)
+    offsets.close()
+    worker = pipeline.worker(extra=env).start()
+    publish(items[80:])
+    query = ("SELECT toUnixTimestamp64Milli(at) AS at_ms, evidence FROM findings FINAL"
+             " WHERE kind = 'cost.budget_exhausted' AND subject['budget'] = 'econ-rewind'")
+    try:
+        wait_for(lambda: len(worker.sql(query)) >= 1, 120, "the budget exhausted", worker, 1)
+        time.sleep(2)
+        rows = worker.sql(query)
+        rewinds = _metric(worker, "warden_economics_rewinds_total")
+    finally:
+        worker.stop()
+    figures("economics-rewind", usage_records=len(items), skipped_by_committed_offset=end - 60,
+            rewinds=rewinds, exhausted_at_trace=[int(r["at_ms"]) // 1000 - int(start.timestamp()) + 1
+                                                 for r in rows])
+    assert rewinds >= 1
+    assert len(rows) == 1
+    assert int(rows[0]["at_ms"]) == int((start + timedelta(seconds=99)).timestamp() * 1000)
 
 
 def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -162,7 +237,12 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
         outage.touch()
         rss_start = _rss_mb(worker)
         feeder = _publish_in_background(pipeline, during, rate=1000)
-        time.sleep(30)
+        # By 15 s the sink's buffers are full and the worker has stopped taking records
+        # (Faust feeds every agent from one consumer); from then on an outage must cost lag
+        # only, however long it lasts.
+        time.sleep(15)
+        rss_mid = _rss_mb(worker)
+        time.sleep(15)
         feeder.join(60)
         rss_end = _rss_mb(worker)
         stored_during = _count(worker, "SELECT count() FROM traces FINAL")
@@ -179,8 +259,11 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
     finally:
         worker.stop()
     figures("clickhouse-outage", sent=total, stored=total, outage_s=30, rss_mb_start=round(rss_start),
-            rss_mb_end=round(rss_end), lost=0)
-    assert rss_end - rss_start < 400, f"memory grew {rss_end - rss_start:.0f} MB during the outage"
+            rss_mb_15s=round(rss_mid), rss_mb_end=round(rss_end), lost=0)
+    # The first seconds fill bounded buffers (Faust's per-agent queues, the sink's batch) and
+    # warm the drift encoder, which the same traffic does without an outage too.
+    assert rss_end - rss_mid < 100, f"memory kept growing during the outage: {rss_mid:.0f} -> {rss_end:.0f} MB"
+    assert rss_end - rss_start < 600, f"memory grew {rss_end - rss_start:.0f} MB during the outage"
 
 
 def test_broker_restart_mid_stream(tmp_path: Path) -> None:

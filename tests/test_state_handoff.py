@@ -18,7 +18,7 @@ from streams.config import WardenSettings
 from streams.economics import Economics
 from streams.governor import Governor
 from streams.records import InferenceTrace
-from streams.state import OwnedKeys, RebalanceFence, StateTable, partition_of
+from streams.state import UNCONFIRMED_CHANGELOG, OwnedKeys, RebalanceFence, StateTable, partition_of
 from tests.pipeline_helpers import CONFIG_DIR, trace_for
 
 KEYS = [f"{route}|{model}" for route in ("support-chat", "checkout-assistant", "code-review", "search-summarize")
@@ -258,6 +258,24 @@ def test_a_failed_send_leaves_the_batch_unacknowledged() -> None:
     with pytest.raises(RuntimeError, match="message too large"):
         asyncio.run(scenario())
     assert stream.acked == [] and fence._committing == 0
+
+
+def test_a_batch_is_acknowledged_only_once_its_state_is_in_the_changelog() -> None:
+    """Faust's producer buffer flush gives up after 0.1 s without progress; the commit waits
+    for the changelog records themselves (StateTable tracks their futures)."""
+    app, stream = _App(), _Stream()
+    fence = RebalanceFence(app)
+
+    async def scenario() -> list[Any]:
+        changelog = asyncio.get_running_loop().create_future()
+        UNCONFIRMED_CHANGELOG.track(changelog)  # what a StateTable write does
+        asyncio.get_running_loop().call_later(0.3, changelog.set_result, "offset 7")
+        async with fence.commit(fence.generation, stream, [_Event("tp0")]):
+            pass
+        assert changelog.done() and len(UNCONFIRMED_CHANGELOG) == 0
+        return stream.acked
+
+    assert len(asyncio.run(scenario())) == 1
 
 
 def test_state_and_records_are_standard_json_whatever_json_library_faust_picks() -> None:
