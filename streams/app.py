@@ -186,7 +186,11 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                 METRICS.economics_rewinds.inc()
                 log.warning("economics_rewind", partition=tp.partition, seek_to=admission.seek_to,
                             first_offset=events[admission.take].message.offset)
-                await app.consumer.seek(tp, admission.seek_to)
+                try:
+                    await app.consumer.seek(tp, admission.seek_to)
+                except Exception:  # revoked meanwhile: its next owner loads the state and checks
+                    log.warning("economics_rewind_failed", partition=tp.partition, exc_info=True)
+                    return []
             if admission.lost:
                 METRICS.economics_lost.inc(admission.lost)
                 log.error("economics_records_lost", partition=tp.partition, records=admission.lost,
