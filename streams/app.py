@@ -78,7 +78,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     dead = app.topic(topic("deadletter.v1"), value_serializer=CODEC, key_serializer="raw")
 
     governs = settings.role in ("all", "govern")
-    drifts = (settings.role in ("all", "drift") or (settings.role == "govern" and settings.govern_drift))
+    drifts = settings.role in ("all", "drift") or (settings.role == "govern" and settings.govern_drift)
     sinks = settings.role in ("all", "sink")
     # Commits hand records to the producer by topic name (streams.state.Commit).
     to_redacted, to_findings, to_alerts, to_breaker, to_usage, to_dead = (

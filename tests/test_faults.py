@@ -98,55 +98,70 @@ def test_kill_minus_nine_five_times_loses_and_duplicates_nothing(pipeline: Pipel
     assert report.records > 0
 
 
+def _dollar_budget(tmp_path: Path, tenant: str, route: str, seed: int,
+                   checkpoint_s: float) -> tuple[dict[str, str], datetime, list[dict]]:
+    """A worker environment with a $100 budget for ``tenant``, and 150 traces of that tenant
+    charged $1 each, one second apart from ``start``: the budget runs out at trace 100."""
+    import yaml
+
+    config = fast_config(tmp_path)
+    budgets = yaml.safe_load((config / "budgets.yaml").read_text())
+    budgets["budgets"] = [{"id": tenant, "scope": {"tenant": tenant}, "amount_usd": 100.0,
+                           "period": "30d", "on_exhaustion": "alert"}]
+    (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
+    env = {"WARDEN_CONFIG_DIR": str(config), "WARDEN_ECONOMICS_CHECKPOINT_S": str(checkpoint_s)}
+    rng = random.Random(seed)
+    start = datetime.now(UTC).replace(microsecond=0)
+    items = []
+    for i in range(150):
+        trace = trace_for(route, "gpt-4o-mini", error=False, rng=rng)
+        trace.update(tenant=tenant, cost_usd=1.0, timestamp=(start + timedelta(seconds=i)).isoformat())
+        items.append(trace)
+    return env, start, items
+
+
+def _publish(pipeline: Pipeline, part: list[dict]) -> int:
+    """Publish and flush; returns how many the broker acknowledged."""
+    with publisher(pipeline) as pub:
+        for trace in part:
+            pub.publish(trace)
+    return pub.stats.delivered
+
+
+def _exhaustions(worker: WorkerProcess, budget: str) -> list[dict]:
+    """The budget's exhaustion findings, once there is one (and 2 s for a wrong second one)."""
+    query = ("SELECT toUnixTimestamp64Milli(at) AS at_ms, evidence FROM findings FINAL"
+             f" WHERE kind = 'cost.budget_exhausted' AND subject['budget'] = '{budget}'")
+    wait_for(lambda: len(worker.sql(query)) >= 1, 120, "the budget exhausted", worker, 1)
+    time.sleep(2)
+    return worker.sql(query)
+
+
+def _trace_number(row: dict, start: datetime) -> int:
+    return int(row["at_ms"]) // 1000 - int(start.timestamp()) + 1
+
+
 def test_economics_counts_each_usage_record_once_across_kill_minus_nine(pipeline: Pipeline, tmp_path: Path) -> None:
     """The economics agent checkpoints its state on an interval and acknowledges usage
     records only with the checkpoint that holds them: a kill -9 between two checkpoints
     replays those records onto the last one. A $100 budget charged $1 per trace must be
     exhausted at exactly the 100th trace: earlier if a record counted twice, later if one
     was lost."""
-    import yaml
-
-    config = fast_config(tmp_path)
-    budgets = yaml.safe_load((config / "budgets.yaml").read_text())
-    budgets["budgets"] = [{"id": "econ-kill", "scope": {"tenant": "econ-kill"}, "amount_usd": 100.0,
-                           "period": "30d", "on_exhaustion": "alert"}]
-    (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
-    env = {"WARDEN_CONFIG_DIR": str(config), "WARDEN_ECONOMICS_CHECKPOINT_S": "2"}
-    rng = random.Random(17)
-    start = datetime.now(UTC).replace(microsecond=0)
-    items = []
-    for i in range(150):
-        trace = trace_for("econ-route", "gpt-4o-mini", error=False, rng=rng)
-        trace.update(tenant="econ-kill", cost_usd=1.0, timestamp=(start + timedelta(seconds=i)).isoformat())
-        items.append(trace)
-
-    delivered = 0
-
-    def publish(part: list[dict]) -> None:
-        nonlocal delivered
-        with publisher(pipeline) as pub:
-            for trace in part:
-                pub.publish(trace)
-        delivered += pub.stats.delivered
-
+    env, start, items = _dollar_budget(tmp_path, "econ-kill", "econ-route", seed=17, checkpoint_s=2)
     worker = pipeline.worker(extra=env).start()
-    publish(items[:60])
+    delivered = _publish(pipeline, items[:60])
     time.sleep(5)  # applied and checkpointed (every 2 s)
-    publish(items[60:85])
+    delivered += _publish(pipeline, items[60:85])
     time.sleep(0.3)  # applied, and most likely not checkpointed yet
     worker.kill()
     worker = pipeline.worker(extra=env).start()
-    publish(items[85:])
-    query = ("SELECT toUnixTimestamp64Milli(at) AS at_ms, evidence FROM findings FINAL"
-             " WHERE kind = 'cost.budget_exhausted'")
+    delivered += _publish(pipeline, items[85:])
     try:
-        wait_for(lambda: len(worker.sql(query)) >= 1, 120, "the budget exhausted", worker, 1)
-        time.sleep(2)  # a second (wrong) exhaustion would be stored by now
-        rows = worker.sql(query)
+        rows = _exhaustions(worker, "econ-kill")
     finally:
         worker.stop()
     figures("economics-kill-9", usage_records=len(items), delivered=delivered, exhaustions=len(rows),
-            exhausted_at_trace=[int(r["at_ms"]) // 1000 - int(start.timestamp()) + 1 for r in rows],
+            exhausted_at_trace=[_trace_number(r, start) for r in rows],
             period_spent_usd=[json.loads(str(r["evidence"]))["period_spent_usd"] for r in rows])
     assert delivered == len(items)  # the publisher lost nothing: what follows is the worker's doing
     assert len(rows) == 1
@@ -166,37 +181,19 @@ def test_economics_reads_again_what_a_committed_offset_skipped(pipeline: Pipelin
     counted. Here the committed offset is moved past records the state never counted (what
     an offset committed ahead of its checkpoint would do): the agent seeks back, counts
     them, and the $100 budget is still exhausted at exactly the 100th trace."""
-    import yaml
     from confluent_kafka import Consumer, TopicPartition
 
-    config = fast_config(tmp_path)
-    budgets = yaml.safe_load((config / "budgets.yaml").read_text())
-    budgets["budgets"] = [{"id": "econ-rewind", "scope": {"tenant": "econ-rewind"}, "amount_usd": 100.0,
-                           "period": "30d", "on_exhaustion": "alert"}]
-    (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
-    env = {"WARDEN_CONFIG_DIR": str(config), "WARDEN_ECONOMICS_CHECKPOINT_S": "15"}
-    rng = random.Random(23)
-    start = datetime.now(UTC).replace(microsecond=0)
-    items = []
-    for i in range(150):
-        trace = trace_for("rewind-route", "gpt-4o-mini", error=False, rng=rng)
-        trace.update(tenant="econ-rewind", cost_usd=1.0, timestamp=(start + timedelta(seconds=i)).isoformat())
-        items.append(trace)
-
-    def publish(part: list[dict]) -> None:
-        with publisher(pipeline) as pub:
-            for trace in part:
-                pub.publish(trace)
+    env, start, items = _dollar_budget(tmp_path, "econ-rewind", "rewind-route", seed=23, checkpoint_s=15)
 
     usage = TopicPartition(pipeline.topic("usage.v1"), 0)
     offsets = Consumer({"bootstrap.servers": pipeline.bootstrap, "group.id": f"warden-{pipeline.prefix}",
                         "enable.auto.commit": False})
     worker = pipeline.worker(extra=env).start()
     try:
-        publish(items[:60])
+        _publish(pipeline, items[:60])
         wait_for(lambda: _metric(worker, "warden_economics_checkpoint_offset") >= 60, 60,
                  "a checkpoint of the first 60 usage records", worker, 0.5)
-        publish(items[60:80])
+        _publish(pipeline, items[60:80])
         wait_for(lambda: offsets.get_watermark_offsets(usage, timeout=5)[1] >= 80, 30, "80 usage records")
         time.sleep(1)  # applied, not checkpointed (the next checkpoint is ~15 s away)
     finally:
@@ -205,19 +202,14 @@ def test_economics_reads_again_what_a_committed_offset_skipped(pipeline: Pipelin
     offsets.commit(offsets=[TopicPartition(usage.topic, 0, end)], asynchronous=False)
     offsets.close()
     worker = pipeline.worker(extra=env).start()
-    publish(items[80:])
-    query = ("SELECT toUnixTimestamp64Milli(at) AS at_ms, evidence FROM findings FINAL"
-             " WHERE kind = 'cost.budget_exhausted' AND subject['budget'] = 'econ-rewind'")
+    _publish(pipeline, items[80:])
     try:
-        wait_for(lambda: len(worker.sql(query)) >= 1, 120, "the budget exhausted", worker, 1)
-        time.sleep(2)
-        rows = worker.sql(query)
+        rows = _exhaustions(worker, "econ-rewind")
         rewinds = _metric(worker, "warden_economics_rewinds_total")
     finally:
         worker.stop()
     figures("economics-rewind", usage_records=len(items), skipped_by_committed_offset=end - 60,
-            rewinds=rewinds, exhausted_at_trace=[int(r["at_ms"]) // 1000 - int(start.timestamp()) + 1
-                                                 for r in rows])
+            rewinds=rewinds, exhausted_at_trace=[_trace_number(r, start) for r in rows])
     assert rewinds >= 1
     assert len(rows) == 1
     assert int(rows[0]["at_ms"]) == int((start + timedelta(seconds=99)).timestamp() * 1000)
@@ -229,9 +221,7 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
     before = list(traces(2_000, seed=41, trace_kb=1.0))
     during = list(traces(20_000, seed=42, trace_kb=1.0))
     try:
-        with publisher(pipeline) as pub:
-            for trace in before:
-                pub.publish(trace)
+        _publish(pipeline, before)
         wait_for(lambda: _count(worker, "SELECT count() FROM traces FINAL") >= len(before), 120,
                  "traces before the outage", worker)
         outage.touch()
@@ -252,10 +242,7 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
                  "catch-up after the outage", worker, 2)
         assert stored_during == len(before)  # nothing written (or committed) while down
         assert stored_ids(worker) == {(t["trace_id"], t["span_id"]) for t in before + during}
-        metrics = worker.get("/metrics").decode()
-        failed = [line for line in metrics.splitlines()
-                  if line.startswith('warden_sink_write_failures_total{table="traces"}')]
-        assert failed and float(failed[0].split()[-1]) > 0  # the outage was seen and retried
+        assert _metric(worker, 'warden_sink_write_failures_total{table="traces"}') > 0  # seen and retried
     finally:
         worker.stop()
     figures("clickhouse-outage", sent=total, stored=total, outage_s=30, rss_mb_start=round(rss_start),
