@@ -3,21 +3,30 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+LOCK := requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 KAFKA_JAR := deploy/kafka/lib/kafka_2.13-4.1.1.jar
 PEERS := $(patsubst bench/requirements-%.txt,.venv-%/.installed,$(wildcard bench/requirements-*.txt))
 
-.PHONY: setup demo test lint typecheck unit bench bench-setup kafka-up kafka-down clean
+.PHONY: setup lock demo test test-long lint typecheck unit bench bench-setup kafka-up kafka-down clean
 
 setup: $(STAMP) $(KAFKA_JAR)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[dev,embed]"
+# Exactly the locked versions (hashes checked), then the project itself without resolving again.
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $@
+
+# A deliberate upgrade: re-resolve every dependency for Linux x86_64 / Python 3.11, then commit
+# requirements.lock only after `make test` passes with it (README, "Dependencies").
+lock:
+	uv pip compile pyproject.toml requirements-build.in --extra dev --extra embed \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --generate-hashes --no-header $(UPGRADE) -o $(LOCK)
 
 $(KAFKA_JAR): deploy/kafka/pom.xml
 	bash deploy/kafka/kafka.sh setup
@@ -32,10 +41,16 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy streams sinks detectors
 
-# Everything: lint, types, detector unit tests and doctests, integration and fault tests
-# against the real broker (started once by a pytest session fixture) and chDB.
+# The gate (what .ci/run runs): lint, types, unit, property and doctests, and integration
+# and fault tests on the real broker (one per session) and chDB at small volumes
+# (WARDEN_TEST_SCALE=ci). The README's "Tests" section lists both tiers and their times.
 test: setup lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider
+	WARDEN_TEST_SCALE=ci $(BIN)/pytest -q -p no:cacheprovider -m "not long" --durations=15
+
+# The same tests at production volumes, plus the ones that only make sense there (marked
+# long); writes var/fault-figures.json, which the README's fault table quotes.
+test-long: setup lint typecheck
+	WARDEN_TEST_SCALE=long $(BIN)/pytest -q -p no:cacheprovider --timeout=1800 --durations=25
 
 unit: setup
 	$(BIN)/pytest -q -m "not integration"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import FAULT_FIGURES, LocalKafka, clickhouse_dsn, kafka_bootstrap
+from tests.infra import FAULT_FIGURES, LocalKafka, clickhouse_dsn, kafka_bootstrap, leaked_processes
 from tests.worker_proc import Pipeline
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -19,9 +19,22 @@ def kafka() -> Iterator[tuple[str, LocalKafka | None]]:
 
 
 @pytest.fixture
-def pipeline(kafka: tuple[str, LocalKafka | None], tmp_path: Path) -> Pipeline:
+def pipeline(kafka: tuple[str, LocalKafka | None], tmp_path: Path) -> Iterator[Pipeline]:
+    """A deployment whose workers are all stopped when the test ends, on every path."""
     bootstrap, _ = kafka
-    return Pipeline(bootstrap=bootstrap, dsn=clickhouse_dsn(tmp_path), workdir=tmp_path)
+    deployment = Pipeline(bootstrap=bootstrap, dsn=clickhouse_dsn(tmp_path), workdir=tmp_path)
+    yield deployment
+    deployment.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test() -> Iterator[None]:
+    """Fail a test that leaves a worker or a broker running (and stop it): one leaked worker
+    takes CPU from every test after it. Runs after the test's own fixtures are finalized."""
+    yield
+    leaked = leaked_processes()
+    if leaked:
+        pytest.fail("processes outlived their test (now stopped): " + "; ".join(leaked), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -39,11 +39,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Brokers started and not stopped; the session's own broker is not checked per test.
+LIVE_BROKERS: set[LocalKafka] = set()
+
+
 class LocalKafka:
     """The project's KRaft broker on a test port with its own data directory."""
 
-    def __init__(self, port: int = TEST_KAFKA_PORT, extra_env: dict[str, str] | None = None):
+    def __init__(self, port: int = TEST_KAFKA_PORT, extra_env: dict[str, str] | None = None,
+                 session: bool = False):
         self.port = port
+        self.session = session  # lives for the whole run: exempt from the per-test leak check
         self.data = REPO / "var" / f"kafka-test-{port}"
         self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(self.data), **(extra_env or {})}
 
@@ -52,19 +58,35 @@ class LocalKafka:
         return f"127.0.0.1:{self.port}"
 
     def _script(self, verb: str) -> None:
-        subprocess.run(["bash", str(KAFKA_SCRIPT), verb], env=self.env, check=True, timeout=300)
+        subprocess.run(["bash", str(KAFKA_SCRIPT), verb], env=self.env, check=True, timeout=600)
 
     def start(self, fresh: bool = True) -> LocalKafka:
-        if fresh:
-            self._script("wipe")
-        self._script("up")
+        LIVE_BROKERS.add(self)
+        try:
+            if fresh:
+                self._script("wipe")
+            self._script("up")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
         self._script("down")
+        LIVE_BROKERS.discard(self)
+
+    @property
+    def running(self) -> bool:
+        """The broker's JVM is alive (the pid kafka.sh recorded)."""
+        try:
+            os.kill(int((self.data / "kafka.pid").read_text()), 0)
+            return True
+        except (OSError, ValueError):
+            return False
 
     def restart(self) -> None:
         self.stop()
+        LIVE_BROKERS.add(self)
         self._script("up")
 
 
@@ -79,7 +101,7 @@ def kafka_bootstrap() -> Iterator[tuple[str, LocalKafka | None]]:
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
             yield container.get_bootstrap_server(), None
         return
-    broker = LocalKafka().start()
+    broker = LocalKafka(session=True).start()
     try:
         yield broker.bootstrap, broker
     finally:
@@ -90,3 +112,57 @@ def clickhouse_dsn(tmp: Path) -> str:
     if os.environ.get("CLICKHOUSE_DSN"):
         return os.environ["CLICKHOUSE_DSN"]
     return f"chdb://{tmp / 'clickhouse'}"
+
+
+# Processes a module-scoped fixture shares between its tests (and stops itself).
+SHARED_PIDS: set[int] = set()
+
+
+def leaked_processes() -> list[str]:
+    """Workers and brokers started by tests and still running, each stopped as it is found.
+
+    Also any child of this process still running a worker (``streams.cli``) that no
+    ``WorkerProcess`` knows of."""
+    from tests.worker_proc import LIVE_WORKERS
+
+    found: list[str] = []
+    for worker in list(LIVE_WORKERS):
+        if worker.proc is not None and worker.proc.pid in SHARED_PIDS:
+            continue
+        if worker.alive:
+            found.append(f"worker pid {worker.proc.pid if worker.proc else '?'} "
+                         f"(role {worker.env.get('WARDEN_ROLE')}, log {worker.log_path})")
+        worker.kill()
+    for broker in list(LIVE_BROKERS):
+        if broker.session:
+            continue
+        if broker.running:
+            found.append(f"kafka broker on port {broker.port}")
+        broker.stop()
+    known = {w.proc.pid for w in LIVE_WORKERS if w.proc is not None}
+    for pid, cmdline in _children(os.getpid()):
+        if "streams.cli" in cmdline and pid not in known and pid not in SHARED_PIDS:
+            found.append(f"child pid {pid}: {cmdline[:120]}")
+            try:
+                os.killpg(pid, 9)
+            except OSError:
+                os.kill(pid, 9)
+    return found
+
+
+def _children(parent: int) -> list[tuple[int, str]]:
+    """Running (not zombie) child processes of ``parent``, with their command lines."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) != parent or state == "Z":
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append((int(entry.name), cmdline))
+    return out

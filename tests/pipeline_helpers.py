@@ -44,19 +44,70 @@ def publisher(pipeline: Pipeline) -> TracePublisher:
     return TracePublisher(pipeline.bootstrap, pipeline.topic("traces.raw.v1"))
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, worker: WorkerProcess | None = None,
-             poll_s: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
+# Counters that only move when a worker does work (metrics it exports on /metrics); what a
+# wait watches for progress. Crashes, rewinds and failed writes are not progress.
+PROGRESS_METRICS = ("warden_traces_governed_total", "warden_sink_rows_total", "warden_findings_total",
+                    "warden_dead_letters_total", "warden_drift_shed_total", "warden_stage_seconds_count",
+                    "warden_economics_checkpoint_offset", "warden_batches_fenced_total")
+
+
+def worker_progress(*workers: WorkerProcess) -> tuple[float, ...]:
+    """How much work each worker has done so far: the sum of its progress counters (a
+    worker that does not answer counts as no progress)."""
+    done = []
+    for worker in workers:
+        total = 0.0
+        try:
+            for line in worker.get("/metrics", timeout=30).decode().splitlines():
+                if line.startswith(PROGRESS_METRICS):
+                    total += float(line.rsplit(" ", 1)[1])
+        except (OSError, ValueError):
+            pass
+        done.append(total)
+    return tuple(done)
+
+
+def wait_for(predicate: Callable[[], object], stall_s: float, what: str, worker: WorkerProcess | None = None,
+             poll_s: float = 1.0, *, workers: tuple[WorkerProcess, ...] = ()) -> None:
+    """Wait until ``predicate()`` is true; fail when nothing has advanced for ``stall_s``
+    seconds, never because a fixed total passed (a busy machine makes the pipeline slow,
+    not wrong).
+
+    Progress is the predicate's value changing or any watched worker's progress counters
+    moving (``worker_progress``); a watched worker that exits fails at once. Without
+    workers, ``stall_s`` bounds how long the value may stay the same. The message says
+    what stalled: the last value, each worker's counters and its log's tail."""
+    watched = tuple(w for w in (worker, *workers) if w is not None)
+    last: object = None
+    since = time.monotonic()
+    while True:
+        try:
+            value = predicate()
+        except OSError:  # the worker's web server is busy or restarting: not a verdict
+            value = None
+        if value:
             return
+        exited = [w for w in watched if w.proc is not None and w.proc.poll() is not None]
+        if exited:
+            code = exited[0].proc.returncode if exited[0].proc else "?"
+            raise AssertionError(f"worker exited ({code}) while waiting for {what}\n"
+                                 f"worker log:\n{exited[0].log_tail()}")
+        state = (value, worker_progress(*watched))
+        if state != last:
+            last, since = state, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            tail = f"\nworker log:\n{watched[0].log_tail()}" if watched else ""
+            raise AssertionError(f"no progress for {stall_s}s waiting for {what} "
+                                 f"(last value {value!r}, worker progress {state[1]}){tail}")
         time.sleep(poll_s)
-    tail = f"\nworker log:\n{worker.log_tail()}" if worker else ""
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{tail}")
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[tuple[bytes | None, bytes]]:
-    """Every record of a topic from the beginning to its current end."""
+    """Every record of a topic from the beginning to its current end.
+
+    ``timeout_s`` is how long the read may go without a record, not its total (a big topic
+    on a busy machine takes longer); a partition whose end was not reached fails the read.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
                          "enable.auto.commit": False, "enable.partition.eof": True})
     try:
@@ -69,11 +120,13 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[t
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
+            deadline = time.monotonic() + timeout_s
             if msg.error():
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     pending.discard(msg.partition())
                 continue
             out.append((msg.key(), msg.value()))
+        assert not pending, f"{topic}: partitions {sorted(pending)} not read to their end ({len(out)} records read)"
         return out
     finally:
         consumer.close()

@@ -33,8 +33,9 @@ SCRAM_PASSWORD = "scram-secret-91b7aa"
 
 @pytest.fixture(scope="module")
 def sasl_broker() -> LocalKafka:
+    # Shared by this module's tests and stopped below, so exempt from the per-test leak check.
     broker = LocalKafka(PORT, {"KAFKA_SASL_PORT": str(SASL_PORT), "KAFKA_SASL_PLAIN_PASSWORD": PLAIN_PASSWORD,
-                               "KAFKA_SSL_PORT": str(SSL_PORT)})
+                               "KAFKA_SSL_PORT": str(SSL_PORT)}, session=True)
     broker.start()
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     upsert = UserScramCredentialUpsertion("warden-worker", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
@@ -48,11 +49,13 @@ def sasl_broker() -> LocalKafka:
 def _govern_and_trip(bootstrap: str, worker_security: dict[str, str], client_security: KafkaSecurity,
                      tmp_path: Path, secrets: tuple[str, ...] = ()) -> None:
     pipeline = Pipeline(bootstrap=bootstrap, dsn=f"chdb://{tmp_path / 'clickhouse'}", workdir=tmp_path)
-    worker = pipeline.worker(extra={"WARDEN_CONFIG_DIR": str(fast_config(tmp_path)), **worker_security}).start()
-    client = BreakerClient(bootstrap, pipeline.topic("breaker.v1"), security=client_security).start()
+    worker = pipeline.worker(extra={"WARDEN_CONFIG_DIR": str(fast_config(tmp_path)), **worker_security})
+    client = BreakerClient(bootstrap, pipeline.topic("breaker.v1"), security=client_security)
     publisher = TracePublisher(bootstrap, pipeline.topic("traces.raw.v1"), security=client_security)
     rng = random.Random(4)
     try:
+        worker.start()
+        client.start()
         for _ in range(40):
             publisher.publish(trace_for("support-chat", "claude-3-5-haiku", error=False, rng=rng))
         for i in range(120):
@@ -66,7 +69,7 @@ def _govern_and_trip(bootstrap: str, worker_security: dict[str, str], client_sec
     finally:
         publisher.close()
         client.close()
-        worker.stop()
+        pipeline.stop_all()
     log = Path(worker.log_path).read_text(errors="replace")
     for secret in secrets:
         assert secret not in log

@@ -15,6 +15,7 @@ from detectors.breaker import target_key
 from streams.breaker_client import BreakerClient
 from streams.loadgen import malformed
 from tests.pipeline_helpers import fast_config, publisher, read_topic, trace_for, traces, wait_for
+from tests.scale import volume
 from tests.worker_proc import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -24,28 +25,31 @@ def _stored(worker, table: str = "traces") -> int:  # type: ignore[no-untyped-de
     return int(worker.scalar(f"SELECT count() FROM {table} FINAL"))
 
 
-def test_ten_thousand_traces_one_percent_malformed(pipeline: Pipeline) -> None:
+def test_traces_with_one_percent_malformed_are_stored_once_or_dead_lettered(pipeline: Pipeline) -> None:
+    """2,000 records (10,000 in ``make test-long``), one in a hundred malformed."""
+    total = volume(ci=2_000, long=10_000)
+    good_total, bad_total = total - total // 100, total // 100
     worker = pipeline.worker().start()
     try:
         sent_ids: set[tuple[str, str]] = set()
         bad: list[bytes] = []
         rng = random.Random(3)
         with publisher(pipeline) as pub:
-            for i, trace in enumerate(traces(9_900, seed=11)):
+            for i, trace in enumerate(traces(good_total, seed=11)):
                 pub.publish(trace)
                 sent_ids.add((trace["trace_id"], trace["span_id"]))
                 if i % 99 == 0:
                     payload = malformed(len(bad), rng)
                     bad.append(payload)
                     pub.publish_raw(payload, b"broken")
-        assert len(bad) == 100 and pub.stats.delivered == 10_000
-        wait_for(lambda: _stored(worker) >= 9_900 and _stored(worker, "dead_letters") >= 100, 240,
-                 "9,900 traces and 100 dead letters in ClickHouse", worker)
+        assert len(bad) == bad_total and pub.stats.delivered == total
+        wait_for(lambda: _stored(worker) >= good_total and _stored(worker, "dead_letters") >= bad_total, 120,
+                 f"{good_total} traces and {bad_total} dead letters in ClickHouse", worker)
         rows = worker.sql("SELECT trace_id, span_id FROM traces FINAL")
         assert {(r["trace_id"], r["span_id"]) for r in rows} == sent_ids
-        assert int(worker.scalar("SELECT count() FROM traces")) == 9_900  # no physical duplicate either
+        assert int(worker.scalar("SELECT count() FROM traces")) == good_total  # no physical duplicate either
         letters = [json.loads(v) for _, v in read_topic(pipeline.bootstrap, pipeline.topic("deadletter.v1"))]
-        assert len(letters) == 100
+        assert len(letters) == bad_total
         assert sorted(base64.b64decode(d["original_b64"]) for d in letters) == sorted(bad)
         assert all(d["reason"] and d["error_kind"] for d in letters)
         kinds = {d["error_kind"] for d in letters}
@@ -112,7 +116,7 @@ def test_error_burst_opens_breaker_and_recovery_closes_it(pipeline: Pipeline, tm
 def test_worker_stopped_mid_stream_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
     worker = pipeline.worker().start()
     sent: set[tuple[str, str]] = set()
-    total = 6_000
+    total = volume(ci=2_000, long=6_000)
     with publisher(pipeline) as pub:
         for i, trace in enumerate(traces(total, seed=21)):
             pub.publish(trace)
@@ -126,7 +130,7 @@ def test_worker_stopped_mid_stream_loses_and_duplicates_nothing(pipeline: Pipeli
     assert len(sent) == total
     worker = pipeline.worker().start()
     try:
-        wait_for(lambda: _stored(worker) >= total, 240, f"{total} traces after restart", worker)
+        wait_for(lambda: _stored(worker) >= total, 120, f"{total} traces after restart", worker)
         rows = worker.sql("SELECT trace_id, span_id FROM traces FINAL")
         assert {(r["trace_id"], r["span_id"]) for r in rows} == sent
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ class Pipeline:
     workdir: Path
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
     partitions: int = 4
+    workers: list[WorkerProcess] = field(default_factory=list, repr=False)
 
     def env(self, web_port: int, role: str = "all", extra: dict[str, str] | None = None) -> dict[str, str]:
         return {
@@ -49,7 +51,22 @@ class Pipeline:
 
     def worker(self, role: str = "all", extra: dict[str, str] | None = None) -> WorkerProcess:
         port = free_port()
-        return WorkerProcess(self.env(port, role, extra), port, self.workdir / f"worker-{port}.log")
+        worker = WorkerProcess(self.env(port, role, extra), port, self.workdir / f"worker-{port}.log")
+        self.workers.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        """Stop every worker this deployment started (the fixture's finalizer: every path)."""
+        for worker in self.workers:
+            try:
+                worker.stop()
+            except Exception:  # a worker that will not stop is killed
+                worker.kill()
+
+
+# Every worker process started and not yet seen to exit: tests/conftest.py fails a test that
+# leaves one running, and kills it.
+LIVE_WORKERS: set[WorkerProcess] = set()
 
 
 class WorkerProcess:
@@ -59,22 +76,44 @@ class WorkerProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait_s: float = 120.0) -> WorkerProcess:
+    def start(self, stall_s: float = 120.0) -> WorkerProcess:
+        """Start and wait until it serves. It fails when the process stops making progress
+        (no CPU time used for ``stall_s``: a busy machine makes a start slow, not wrong). A
+        worker that does not come up is killed before the error is raised."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO,
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                self.get("/healthz")
-                return self
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(f"worker not serving within {wait_s}s:\n{self.log_tail()}")
+        LIVE_WORKERS.add(self)
+        try:
+            cpu, since = -1.0, time.monotonic()
+            while time.monotonic() - since < stall_s:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    self.get("/healthz")
+                    return self
+                except OSError:
+                    time.sleep(0.5)
+                if self.cpu_seconds() > cpu:
+                    cpu, since = self.cpu_seconds(), time.monotonic()
+            raise TimeoutError(f"worker not serving and idle for {stall_s}s:\n{self.log_tail()}")
+        except BaseException:
+            self.kill()
+            raise
+
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used (user + system), 0 once it has gone."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split() if self.proc else []
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def get(self, path: str, timeout: float = 5.0) -> bytes:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=timeout) as resp:
@@ -90,18 +129,22 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 60.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
+            LIVE_WORKERS.discard(self)
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout)
+            LIVE_WORKERS.discard(self)
         except subprocess.TimeoutExpired:
             self.kill()
 
     def kill(self) -> None:
         """kill -9: no shutdown hooks, no flush, no commit."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
+        LIVE_WORKERS.discard(self)
 
     def log_tail(self, lines: int = 60) -> str:
         try:
