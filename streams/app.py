@@ -57,6 +57,8 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
         web_enabled=True,
         datadir=str(settings.data_dir),
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
         producer_max_request_size=20 * 1024 * 1024,
         consumer_max_fetch_size=20 * 1024 * 1024,
         stream_wait_empty=False,

@@ -64,6 +64,11 @@ class WardenSettings(BaseSettings):
     app_id: str = "warden"
     partitions: int = 4
     raw_retention_hours: float = 24.0
+    # How long the group waits for a silent member before its partitions move: the failover
+    # time after a worker dies without leaving (kill -9, a lost host). Heartbeats run on the
+    # worker's event loop, so a loop stalled longer than this costs a rebalance.
+    kafka_session_timeout_s: float = Field(default=30.0, ge=6.0, le=300.0)
+    kafka_heartbeat_interval_s: float = Field(default=3.0, gt=0.0, le=30.0)
     # Faust web server: metrics, health and (with a chdb:// DSN) read-only SQL for analysts.
     web_host: str = "127.0.0.1"
     web_port: int = 6066

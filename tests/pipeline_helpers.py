@@ -51,19 +51,19 @@ PROGRESS_METRICS = ("warden_traces_governed_total", "warden_sink_rows_total", "w
                     "warden_economics_checkpoint_offset", "warden_batches_fenced_total")
 
 
-def worker_progress(*workers: WorkerProcess) -> tuple[float, ...]:
-    """How much work each worker has done so far: the sum of its progress counters (a
-    worker that does not answer counts as no progress)."""
+def worker_progress(*workers: WorkerProcess) -> tuple[tuple[float, ...], ...]:
+    """How much work each worker has done so far: its progress counters' values (a worker
+    that does not answer counts as no progress)."""
     done = []
     for worker in workers:
-        total = 0.0
+        values: list[float] = []
         try:
             for line in worker.get("/metrics", timeout=30).decode().splitlines():
                 if line.startswith(PROGRESS_METRICS):
-                    total += float(line.rsplit(" ", 1)[1])
+                    values.append(float(line.rsplit(" ", 1)[1]))
         except (OSError, ValueError):
             pass
-        done.append(total)
+        done.append(tuple(values))
     return tuple(done)
 
 

@@ -90,6 +90,9 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(pipeline: Pipeline, tmp_pa
         unique = _count(worker, "SELECT uniqExact(trace_id, span_id) FROM traces")
         sent_ids = {(t["trace_id"], t["span_id"]) for t in items}
         assert stored_ids(worker) == sent_ids
+        # The burst's alert trails the last trace (findings -> decide -> alerts -> sink).
+        wait_for(lambda: _count(worker, "SELECT count() FROM alerts FINAL WHERE kind = 'error_rate.high'") >= 1,
+                 60, "the error burst's alert stored", worker, 1)
         # One alert per (kind, scope, first occurrence): replays re-send, never re-decide.
         alerts = worker.sql("SELECT dedup_key, first_seen, count() AS n FROM alerts FINAL "
                             "GROUP BY dedup_key, first_seen HAVING n > 1")
@@ -97,7 +100,6 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(pipeline: Pipeline, tmp_pa
         transitions = worker.sql("SELECT target, state, at, count() AS n FROM breaker_events FINAL "
                                  "GROUP BY target, state, at HAVING n > 1")
         assert transitions == []
-        assert _count(worker, "SELECT count() FROM alerts FINAL WHERE kind = 'error_rate.high'") >= 1
     finally:
         worker.stop()
     report = AuditLog(ClickHouseStore(pipeline.dsn)).verify()

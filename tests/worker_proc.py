@@ -42,6 +42,10 @@ class Pipeline:
             "WARDEN_ROLE": role,
             "WARDEN_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
+            # A killed worker's partitions move after 15 s, not the default 30: kill -9 tests
+            # wait on failover, and 15 s still outlasts a busy machine's event-loop stalls.
+            "WARDEN_KAFKA_SESSION_TIMEOUT_S": "15",
+            "WARDEN_KAFKA_HEARTBEAT_INTERVAL_S": "1",
             "WARDEN_REDACTION_KEY": os.environ.get("WARDEN_REDACTION_KEY", "test-pseudonym-key-0123456789abcdef"),
             **(extra or {}),
         }
@@ -55,13 +59,18 @@ class Pipeline:
         self.workers.append(worker)
         return worker
 
-    def stop_all(self) -> None:
-        """Stop every worker this deployment started (the fixture's finalizer: every path)."""
-        for worker in self.workers:
-            try:
-                worker.stop()
-            except Exception:  # a worker that will not stop is killed
-                worker.kill()
+    def stop_all(self, timeout: float = 15.0) -> None:
+        """Stop every worker this deployment started (the fixture's finalizer: every path):
+        SIGTERM to all at once, then kill -9 whichever has not exited within ``timeout``."""
+        running = [w for w in self.workers if w.alive]
+        for worker in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        for worker in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.proc.wait(max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
+            worker.kill()  # a no-op for one that exited; forgets it either way
 
 
 # Every worker process started and not yet seen to exit: tests/conftest.py fails a test that
