@@ -11,14 +11,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import structlog
 
 from detectors.drift import DriftConfig, EmbeddingDriftDetector, RiskSampler, ScalarDriftMonitor
 from detectors.findings import Finding
 from detectors.ownership import looks_like_refusal
+from streams.metrics import METRICS
 from streams.records import InferenceTrace, TraceStatus
 from streams.values import completion_text, prompt_text
 
 CLASSIFICATION_RISK = {"public": "low", "internal": "medium", "confidential": "high", "restricted": "high"}
+log = structlog.get_logger("warden.drift")
 TEXT_CACHE_MAX = 50_000  # distinct texts whose vectors are kept (templated traffic repeats itself)
 
 
@@ -176,7 +179,17 @@ class DriftStage:
     def _load(self, trace: InferenceTrace, states: Mapping[str, Any]) -> None:
         key = trace.partition_key
         if key not in self.drift.scopes and states.get(key):
-            self.drift.scopes[key] = DriftScope.from_state(states[key], self.drift.drift)
+            try:
+                self.drift.scopes[key] = DriftScope.from_state(states[key], self.drift.drift)
+            except Exception as exc:
+                # Whoever can write the drift-state changelog can put anything JSON there. The
+                # scalar monitor refuses such a record with InvalidDetectorState (v1 pickled
+                # state included); the scope's other parts fail with KeyError, TypeError and
+                # the like. Either way one bad record costs that scope its history (observe()
+                # starts it afresh), never the drift agent.
+                METRICS.state_rejected.labels("drift-state").inc()
+                log.warning("drift_state_rejected", scope=key[:200],
+                            error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def process(self, traces: Sequence[InferenceTrace], states: Mapping[str, Any],
                 now: float) -> tuple[list[Finding], dict[str, Any]]:

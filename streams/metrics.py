@@ -42,6 +42,10 @@ class WorkerMetrics:
                                   ["target"], registry=self.registry)
         self.consumer_lag = Gauge("warden_consumer_lag", "Records behind the partition end, per topic",
                                   ["topic"], registry=self.registry)
+        self.state_rejected = Counter("warden_state_rejected_total",
+                                      "Stored state records that failed validation (old version, hostile "
+                                      "or corrupt content): the key started afresh", ["table"],
+                                      registry=self.registry)
         self.redactions = Counter("warden_redactions_total", "Values redacted", ["entity"],
                                   registry=self.registry)
 

@@ -10,10 +10,7 @@ for a change of a whole distribution such as token counts.
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,9 +18,19 @@ from river import drift
 
 from detectors.drift.config import ScalarDriftConfig, SignalConfig
 from detectors.drift.kswin import KSWIN
+from detectors.drift.river_state import (
+    InvalidDetectorState,
+    bounded_int,
+    describe,
+    detector_state,
+    finite_float,
+    restore_detector,
+)
 from detectors.findings import Finding
 
-STATE_VERSION = 1
+# v2: detectors as explicit JSON fields (detectors/drift/river_state.py); v1 pickled them and
+# is refused, so those scopes start afresh once after the upgrade.
+STATE_VERSION = 2
 DETECTOR = "ScalarDriftMonitor/1"
 _METHODS: dict[str, Any] = {
     # KSWIN: river's parameters and decisions, its KS test in numpy (detectors/drift/kswin.py)
@@ -165,16 +172,15 @@ class ScalarDriftMonitor:
         )
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-serialisable state: the river detectors pickled (zlib, base64), a few KiB.
-
-        The pickle is our own worker's changelog data, never user input.
-        """
+        """JSON-serialisable state, a few KiB: every detector's internals as named numbers
+        (detectors/drift/river_state.py), never pickle: the changelog it lives in is a Kafka
+        topic, and whoever can write that must not be able to run code in the worker."""
         blobs = {
             # mean_before is NaN until the first drift: None in JSON (standard JSON has no NaN)
             k: {"n": d.n, "mean": d.mean, "recent": d.recent,
                 "mean_before": d.mean_before if math.isfinite(d.mean_before) else None,
                 "config": d.config.model_dump(mode="json"),
-                "river": base64.b64encode(zlib.compress(pickle.dumps(d.detector))).decode("ascii")}
+                "detector": detector_state(d.detector)}
             for k, d in self.detectors.items()
         }
         return {"v": STATE_VERSION, "subject": self.subject,
@@ -182,17 +188,36 @@ class ScalarDriftMonitor:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], config: ScalarDriftConfig) -> ScalarDriftMonitor:
-        """Rebuild from ``to_state()``; signals new or changed in ``config`` start fresh."""
-        if state.get("v") != STATE_VERSION:
-            raise ValueError(f"scalar drift state v={state.get('v')}, expected {STATE_VERSION}")
-        mon = cls(config, state["subject"], state["config_version"])
-        for key, blob in state["signals"].items():
+        """Rebuild from ``to_state()``; signals new or changed in ``config`` start fresh.
+
+        Raises :class:`InvalidDetectorState` (a ``ValueError``), and nothing else, for a state
+        of another version or one that fails validation; the caller starts the scope afresh.
+        Nothing in ``state`` is executed: only checked numbers are loaded."""
+        if not isinstance(state, Mapping) or state.get("v") != STATE_VERSION:
+            found = describe(state.get("v")) if isinstance(state, Mapping) else describe(state)
+            raise InvalidDetectorState(f"scalar drift state v={found}, expected {STATE_VERSION}")
+        subject, signals = state.get("subject"), state.get("signals")
+        if not isinstance(subject, dict) or not all(isinstance(v, str) for v in subject.values()):
+            raise InvalidDetectorState("scalar drift state: subject must map names to text")
+        if not isinstance(signals, dict):
+            raise InvalidDetectorState("scalar drift state: signals must be an object")
+        version = state.get("config_version", "")
+        if not isinstance(version, str):
+            raise InvalidDetectorState("scalar drift state: config_version must be text")
+        mon = cls(config, subject, version)
+        for key, blob in signals.items():
             det = mon.detectors.get(key)
-            if det is None or blob["config"] != det.config.model_dump(mode="json"):
-                continue  # signal removed or reconfigured: it starts afresh
-            det.detector = pickle.loads(zlib.decompress(base64.b64decode(blob["river"])))
-            before = blob["mean_before"]
-            det.n, det.mean = blob["n"], blob["mean"]
-            det.mean_before = float("nan") if before is None else float(before)
-            det.recent = blob["recent"]
+            if det is None:
+                continue  # signal removed from the configuration
+            if not isinstance(blob, dict):
+                raise InvalidDetectorState(f"scalar drift state: signal {key!r} must be an object")
+            if blob.get("config") != det.config.model_dump(mode="json"):
+                continue  # signal reconfigured: it starts afresh
+            restore_detector(det.detector, blob.get("detector"))
+            # n divides the running mean: a negative count would divide by zero later
+            det.n = bounded_int(blob.get("n"), f"{key}.n", 0, 2**62)
+            det.mean = finite_float(blob.get("mean"), f"{key}.mean")
+            det.recent = finite_float(blob.get("recent"), f"{key}.recent")
+            before = blob.get("mean_before")
+            det.mean_before = float("nan") if before is None else finite_float(before, f"{key}.mean_before")
         return mon
