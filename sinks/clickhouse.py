@@ -26,6 +26,8 @@ import clickhouse_connect
 import structlog
 from clickhouse_connect.driver.client import Client
 
+from sinks.analyst_sql import AnalystLimits, AnalystSession, same_user
+
 log = structlog.get_logger("warden.sink")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -66,7 +68,8 @@ class ClickHouseStore:
     a server client gains nothing from interleaving our small number of large inserts."""
 
     def __init__(self, dsn: str, *, retry_backoff_s: float = 0.5, max_backoff_s: float = 10.0,
-                 outage_file: Path | None = None):
+                 outage_file: Path | None = None, analyst_dsn: str | None = None,
+                 analyst_limits: AnalystLimits | None = None, analyst_tables: frozenset[str] | None = None):
         self.dsn = dsn
         # Chaos hook for the fault suite: while this file exists the store behaves as if
         # ClickHouse were unreachable. An embedded engine cannot be taken away from its
@@ -74,11 +77,13 @@ class ClickHouseStore:
         self.outage_file = outage_file
         self._client = open_client(dsn)
         self._lock = threading.Lock()
-        # Analysts get their own session with ClickHouse's readonly=2 (reads and per-query
-        # limits; no INSERT, no DDL). A separate session because chDB keeps SET values on
-        # the session, and readonly cannot be lifted once set.
-        self._readonly_client: Client | None = None
-        self._readonly_lock = threading.Lock()
+        # Analysts get their own session (sinks.analyst_sql): vetted SQL, readonly=1 with fixed
+        # limits, on the embedded engine's second handle or, with a server, the analyst user.
+        self._analyst_dsn = analyst_dsn
+        self._analyst_limits = analyst_limits
+        self._analyst_tables = analyst_tables
+        self._analyst: AnalystSession | None = None
+        self._analyst_lock = threading.Lock()
         self.retry_backoff_s = retry_backoff_s
         self.max_backoff_s = max_backoff_s
         self.rows_written = 0
@@ -138,18 +143,19 @@ class ClickHouseStore:
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
-    def query_readonly(self, sql: str, *, fmt: str = "JSONEachRow", max_rows: int = 10_000,
-                       timeout_s: int = 30) -> bytes:
-        """Run analyst SQL in a session with ClickHouse's own ``readonly=2`` (not string checks)."""
-        settings = {"max_result_rows": max_rows, "result_overflow_mode": "break",
-                    "max_execution_time": timeout_s}
-        with self._readonly_lock:
-            if self._readonly_client is None:
-                self._readonly_client = open_client(self.dsn, {"readonly": 2})
-            # chDB runs one query at a time per engine; share the writer's lock so an
-            # analyst query never interleaves with a batch insert.
-            with self._lock:
-                return self._readonly_client.raw_query(sql, settings=settings, fmt=fmt)
+    def analyst(self) -> AnalystSession:
+        """The analysts' session (opened on first use, never the writer's handle)."""
+        with self._analyst_lock:
+            if self._analyst is None:
+                self._analyst = AnalystSession(analyst_dsn(self.dsn, self._analyst_dsn), self._analyst_limits,
+                                               tables=self._analyst_tables)
+            return self._analyst
+
+    def query_readonly(self, sql: str, *, fmt: str = "JSONEachRow", tag: str | None = None) -> bytes:
+        """Analyst SQL: vetted by ClickHouse's parser, run with ``readonly=1`` and fixed limits
+        on its own session, never under the writer's lock (sinks.analyst_sql). Raises
+        ``QueryRefused`` for a statement analysts may not run."""
+        return self.analyst().run(sql, fmt, tag)
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self.client() as client:
@@ -163,8 +169,26 @@ class ClickHouseStore:
         # Closing a dead connection is not worth a crash at shutdown.
         with self._lock, contextlib.suppress(Exception):
             self._client.close()
-            if self._readonly_client is not None:
-                self._readonly_client.close()
+        if self._analyst is not None:
+            self._analyst.close()
+
+
+def analyst_dsn(writer_dsn: str, analyst: str | None) -> str:
+    """Where analysts' SQL goes: the embedded engine's own path, or a server's analyst user.
+
+    With a server and no analyst DSN the writer's user is used (still vetted, read-only and
+    limited), with a warning: a user holding only the ``warden_analyst`` role is the safer
+    setup (docs/SECURITY.md, "Query port")."""
+    if writer_dsn.startswith("chdb://"):
+        return writer_dsn
+    if analyst is None:
+        log.warning("analyst_sql_as_writer", dsn=redact_dsn(writer_dsn),
+                    fix="set WARDEN_ANALYST_CLICKHOUSE_DSN to a user with only the warden_analyst role")
+        return writer_dsn
+    if same_user(writer_dsn, analyst):
+        raise SinkError("WARDEN_ANALYST_CLICKHOUSE_DSN logs in as the writer's user: give analysts "
+                        "their own read-only user (docs/SECURITY.md, Query port)")
+    return analyst
 
 
 def batch_token(table: str, keys: Sequence[str]) -> str:

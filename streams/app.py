@@ -26,6 +26,7 @@ from streams.config import WardenSettings
 from streams.ingest import RejectedTrace, SourcePosition, dead_letter, decode_trace
 from streams.kafka_transport import broker_url
 from streams.metrics import METRICS
+from streams.query_endpoint import faust_web_options, register_sql_page
 from streams.state import CODEC, Commit, OwnedKeys, RebalanceFence, StateTable, ack_all
 from streams.wiring import Wiring
 
@@ -66,6 +67,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
         producer_acks=-1,
         producer_compression_type="lz4",
         broker_credentials=wiring.faust_credentials(),
+        **faust_web_options(settings),
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]
     topic = settings.topic
@@ -314,16 +316,8 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
         except Exception:
             log.debug("lag_unavailable", exc_info=True)
 
-    @app.page("/sql")
-    async def sql(web: Any, request: Any) -> Any:
-        query = request.query.get("q") or (await request.text())
-        fmt = request.query.get("format", "JSONEachRow")
-        try:
-            body = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: wiring.store.query_readonly(query, fmt=fmt))
-        except Exception as exc:  # the analyst sees ClickHouse's own message
-            return web.json({"error": str(exc).splitlines()[0][:2000]}, status=400)
-        return web.bytes(body, content_type="text/plain")
+    # Analyst SQL: token, vetting, limits and cancellation live in streams.query_endpoint.
+    register_sql_page(app, settings, lambda: wiring.store)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

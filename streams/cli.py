@@ -53,7 +53,13 @@ def worker(
         overrides["role"] = role
     if web_port is not None:
         overrides["web_port"] = web_port
-    run_worker(settings().model_copy(update=overrides))
+    from streams.query_endpoint import WebExposureError
+
+    try:
+        run_worker(settings().model_copy(update=overrides))
+    except WebExposureError as exc:
+        err.print(f"[red]refusing to start: {exc}[/red]")
+        raise typer.Exit(2) from exc
 
 
 @kafka_app.command("up")
@@ -107,30 +113,56 @@ def schema_apply(
 
 def run_sql(query: str, fmt: str = "JSONEachRow", s: WardenSettings | None = None) -> bytes:
     """Read-only SQL: through a running worker's web server with an embedded engine,
-    directly otherwise (a server DSN, or no worker holding the embedded engine)."""
+    directly otherwise (a server DSN, or no worker holding the embedded engine). Either way
+    the same rules apply (sinks.analyst_sql: one vetted statement, readonly=1, fixed limits)."""
     s = s or settings()
     if s.embedded_clickhouse:
         answer = _query_worker(s, query, fmt)
         if answer is not None:
             return answer
         # No worker owns the embedded engine: open it in this process.
-    from sinks.clickhouse import ClickHouseStore
+    from sinks.analyst_sql import QueryRefused
+    from sinks.clickhouse import ClickHouseStore, SinkError
+    from streams.query_endpoint import analyst_limits, analyst_tables
 
-    store = ClickHouseStore(s.clickhouse_dsn)
+    analyst_dsn = s.analyst_clickhouse_dsn.get_secret_value() if s.analyst_clickhouse_dsn else None
+    store = ClickHouseStore(s.clickhouse_dsn, analyst_dsn=analyst_dsn, analyst_limits=analyst_limits(s),
+                            analyst_tables=analyst_tables(s))
     try:
         return store.query_readonly(query, fmt=fmt)
+    except (QueryRefused, SinkError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     finally:
         store.close()
 
 
 def _query_worker(s: WardenSettings, query: str, fmt: str) -> bytes | None:
     """The worker's read-only /sql answer, or None when no worker is listening."""
-    url = f"http://{s.web_host}:{s.web_port}/sql?" + urllib.parse.urlencode({"q": query, "format": fmt})
+    import ssl
+
+    from streams.query_endpoint import WebExposureError, query_token
+
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        token = query_token(s)
+    except WebExposureError as exc:  # an unreadable token file or a short token
+        raise typer.BadParameter(str(exc)) from exc
+    scheme = "https" if s.web_tls_certfile else "http"
+    url = f"{scheme}://{s.web_host}:{s.web_port}/sql?" + urllib.parse.urlencode({"format": fmt})
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # POST: the query stays out of access logs and proxies' URL logs.
+    request = urllib.request.Request(url, data=query.encode(), headers=headers, method="POST")
+    # A self-signed certificate is trusted when this host holds it (WARDEN_WEB_TLS_CERTFILE).
+    context = ssl.create_default_context(cafile=str(s.web_tls_certfile)) if s.web_tls_certfile else None
+    try:
+        with urllib.request.urlopen(request, timeout=s.analyst_max_execution_s + 30, context=context) as response:
             return bytes(response.read())
     except urllib.error.HTTPError as exc:
-        detail = json.loads(exc.read() or b"{}").get("error", str(exc))
+        try:
+            detail = json.loads(exc.read() or b"{}").get("error", str(exc))
+        except ValueError:
+            detail = str(exc)
+        if exc.code == 401:
+            detail += ": set WARDEN_QUERY_TOKEN (or WARDEN_QUERY_TOKEN_FILE) to the worker's query token"
         raise typer.BadParameter(detail) from exc
     except urllib.error.URLError:
         return None

@@ -69,9 +69,28 @@ class WardenSettings(BaseSettings):
     # worker's event loop, so a loop stalled longer than this costs a rebalance.
     kafka_session_timeout_s: float = Field(default=30.0, ge=6.0, le=300.0)
     kafka_heartbeat_interval_s: float = Field(default=3.0, gt=0.0, le=30.0)
-    # Faust web server: metrics, health and (with a chdb:// DSN) read-only SQL for analysts.
+    # Faust web server: metrics, health and read-only SQL for analysts. web_host names the
+    # URL clients use; web_bind is the interface it listens on (loopback unless a query
+    # token is set: streams/query_endpoint.py, docs/SECURITY.md "Query port").
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_bind: str = "127.0.0.1"
+    # Bearer token for /sql (required when web_bind is not loopback), or a file holding it.
+    query_token: SecretStr | None = None
+    query_token_file: Path | None = None
+    # Optional TLS for the web server (PEM certificate chain and key).
+    web_tls_certfile: Path | None = None
+    web_tls_keyfile: Path | None = None
+    # With a server DSN, analysts' SQL logs in as this read-only user rather than the writer's.
+    analyst_clickhouse_dsn: SecretStr | None = None
+    # Limits of every analyst query; fixed on the session, a query cannot raise them.
+    analyst_max_execution_s: int = Field(default=30, ge=1, le=3600)
+    analyst_max_result_rows: int = Field(default=10_000, ge=1)
+    analyst_max_result_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    analyst_max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=16 * 1024 * 1024)
+    # What analyst SQL may read: "all" tables, or only the analyst "views" (the warden_analyst
+    # role's grants; a server enforces those itself, chDB has no grants).
+    analyst_tables: Literal["all", "views"] = "all"
     data_dir: Path = REPO_ROOT / "var" / "worker"
     sink_batch_size: int = 2000
     # The drift encoder is throughput work sharing CPUs with the breaker's latency path:

@@ -91,6 +91,11 @@ def run_demo(settings: WardenSettings, console: Console, *, count: int, rate: fl
            "WARDEN_LOG_LEVEL": "WARNING", "WARDEN_CONFIG_DIR": str(_demo_config(workdir))}
     # The demo's pseudonym key is random per run unless one is configured.
     env.setdefault("WARDEN_REDACTION_KEY", secrets.token_hex(32))
+    # The demo's worker is a throwaway on this host: loopback only, so its /sql needs no
+    # token whatever the shell exports (docs/SECURITY.md, "Query port").
+    env["WARDEN_WEB_BIND"] = "127.0.0.1"
+    for name in ("WARDEN_QUERY_TOKEN", "WARDEN_QUERY_TOKEN_FILE", "WARDEN_WEB_TLS_CERTFILE", "WARDEN_WEB_TLS_KEYFILE"):
+        env.pop(name, None)
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "worker.log"
     console.print(f"[bold]starting a worker[/] (topics {demo.topic_prefix}.*, ClickHouse {demo.clickhouse_dsn}, "

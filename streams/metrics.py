@@ -31,6 +31,13 @@ class WorkerMetrics:
         self.economics_lost = Counter("warden_economics_records_lost_total",
                                       "Usage records given up on: no longer in the topic when sought",
                                       registry=self.registry)
+        self.analyst_queries = Counter("warden_analyst_queries_total",
+                                       "Requests to /sql by outcome: ok, refused (not an allowed read-only "
+                                       "statement), unauthorized, busy, cancelled (client went away), error",
+                                       ["outcome"], registry=self.registry)
+        self.analyst_in_flight = Gauge("warden_analyst_queries_in_flight",
+                                       "/sql queries running or waiting for the analysts' session",
+                                       registry=self.registry)
         self.rows_written = Counter("warden_sink_rows_total", "Rows durably written to ClickHouse",
                                     ["table"], registry=self.registry)
         self.sink_failures = Counter("warden_sink_write_failures_total", "Failed ClickHouse writes (retried)",

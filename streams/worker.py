@@ -19,6 +19,7 @@ from streams.config_events import announce_config
 from streams.governor import Governor
 from streams.ledger import ChangeFollower
 from streams.logs import configure_logging
+from streams.query_endpoint import analyst_limits, analyst_tables, check_web_exposure
 from streams.redaction import load_redactor
 from streams.topics import ensure_topics
 from streams.wiring import Wiring
@@ -36,7 +37,11 @@ def store_registry(store: ClickHouseStore, settings: WardenSettings) -> None:
 def build_wiring(settings: WardenSettings) -> Wiring:
     store = None
     if settings.role in ("all", "sink"):
-        store = ClickHouseStore(settings.clickhouse_dsn, outage_file=settings.sink_outage_file)
+        analyst_dsn = settings.analyst_clickhouse_dsn
+        store = ClickHouseStore(settings.clickhouse_dsn, outage_file=settings.sink_outage_file,
+                                analyst_dsn=analyst_dsn.get_secret_value() if analyst_dsn else None,
+                                analyst_limits=analyst_limits(settings),
+                                analyst_tables=analyst_tables(settings))
         applied = store.migrate()
         log.info("clickhouse_ready", dsn=redact_dsn(settings.clickhouse_dsn), migrations_applied=applied)
         store_registry(store, settings)
@@ -58,10 +63,11 @@ def faust_worker(app: Any, settings: WardenSettings) -> Any:
 
 def run_worker(settings: WardenSettings) -> None:
     configure_logging(settings.log_level)
+    check_web_exposure(settings)  # before anything starts: never listen exposed without a token
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     created = ensure_topics(settings)
     log.info("worker_starting", role=settings.role, kafka=settings.kafka_bootstrap, topics_created=created,
-             web=f"http://{settings.web_host}:{settings.web_port}")
+             web=f"http://{settings.web_host}:{settings.web_port}", web_bind=settings.web_bind)
     wiring = build_wiring(settings)
     if settings.role in ("all", "govern"):
         wiring.changes = ChangeFollower(settings).start()

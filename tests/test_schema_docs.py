@@ -28,7 +28,7 @@ def test_every_documented_query_runs_and_returns_rows(tmp_path: Path) -> None:
         insert_traces(store, governed_traces(400, minutes=90))
         insert_everything_else(store, datetime.now(UTC))
         for query in queries:
-            body = store.query_readonly(query)  # the analysts' path: readonly=2 session
+            body = store.query_readonly(query)  # the analysts' path: vetted, readonly=1 session
             rows = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             assert rows, f"no rows from documented query:\n{query}"
 

@@ -36,11 +36,7 @@ def fresh_store(tmp_path: Path) -> Iterator[ClickHouseStore]:
         store.migrate()
         yield store
     finally:
-        store.close()
-        # ClickHouseStore.close() leaves the analysts' readonly session open, and chDB keeps
-        # the engine (and its path) while any session lives.
-        if store._readonly_client is not None:
-            store._readonly_client.close()
+        store.close()  # closes the analysts' session too: chDB keeps the engine while any lives
 
 
 def redactor(key: bytes) -> Redactor:
