@@ -143,6 +143,18 @@ class ClickHouseStore:
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
+    def reachable(self) -> bool:
+        """Does ClickHouse answer now? Tells an outage (wait and retry the batch) from a
+        refused batch (the batch's fault: retrying it would fail forever)."""
+        if self.outage_file is not None and self.outage_file.exists():
+            return False
+        try:
+            with self.client() as client:
+                client.command("SELECT 1")
+        except Exception:
+            return False
+        return True
+
     def analyst(self) -> AnalystSession:
         """The analysts' session (opened on first use, never the writer's handle)."""
         with self._analyst_lock:

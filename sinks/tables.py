@@ -163,7 +163,8 @@ def _dead_letter_row(d: Mapping[str, Any]) -> list[Any]:
     original = base64.b64decode(d.get("original_b64") or "")
     return [
         d["source_topic"], int(d.get("partition", -1)), int(d.get("offset", -1)), d.get("key"), d["reason"],
-        d["error_kind"], int(d.get("original_bytes") or len(original)), hashlib.sha256(original).hexdigest(),
+        d["error_kind"], int(d.get("original_bytes") or len(original)),
+        d.get("original_sha256") or hashlib.sha256(original).hexdigest(),
         _ts(d["received_at"]),
     ]
 

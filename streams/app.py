@@ -23,7 +23,9 @@ import faust
 import structlog
 
 from streams.config import WardenSettings
-from streams.ingest import RejectedTrace, SourcePosition, dead_letter, decode_trace
+from streams.govern_step import govern_one
+from streams.guard.poison import undecidable
+from streams.ingest import SourcePosition
 from streams.kafka_transport import broker_url
 from streams.metrics import METRICS
 from streams.query_endpoint import faust_web_options, register_sql_page
@@ -116,33 +118,24 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                 touched: set[str] = set()
                 outputs: list[tuple[str, bytes, Any]] = []
                 found = []
-                newest = 0.0
+                newest, received = 0.0, wiring.clock()
                 for event in events:
                     msg = event.message
                     key = msg.key.decode("utf-8", "replace") if msg.key else None
                     where = SourcePosition(msg.topic, msg.partition, msg.offset, key)
-                    try:
-                        trace = decode_trace(event.value)
-                    except RejectedTrace as rejection:
-                        METRICS.dead_letters.labels(rejection.kind).inc()
-                        log.warning("dead_letter", kind=rejection.kind, reason=rejection.reason[:300],
-                                    partition=msg.partition, offset=msg.offset)
-                        outputs.append((to_dead, (key or "").encode(),
-                                        dead_letter(event.value, rejection, where).model_dump(mode="json")))
-                        continue
-                    try:
-                        out = wiring.governor.govern(trace, scope_state, (msg.partition, msg.offset))
-                    except Exception as exc:  # a detector bug must not stop the stream
-                        log.exception("govern_failed", partition=msg.partition, offset=msg.offset)
-                        failure = RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}")
-                        outputs.append((to_dead, (key or "").encode(),
-                                        dead_letter(event.value, failure, where).model_dump(mode="json")))
+                    # Never raises: a record it cannot handle comes back as a dead letter.
+                    step = govern_one(wiring.governor, event.value, where, scope_state, received=received,
+                                      bounds=wiring.bounds, max_output_bytes=settings.max_output_bytes)
+                    if step.dead is not None:
+                        outputs.append((to_dead, (key or "").encode(), step.dead))
+                    trace = step.trace
+                    if trace is None:
                         continue
                     touched.add(trace.partition_key)
-                    out.redacted["_partition"], out.redacted["_offset"] = msg.partition, msg.offset
-                    outputs.append((to_redacted, trace.partition_key.encode(), out.redacted))
+                    if step.body:
+                        outputs.append((to_redacted, trace.partition_key.encode(), step.body))
                     outputs.append((to_usage, b"usage", wiring.usage_record(trace, (msg.partition, msg.offset))))
-                    found.extend(out.findings)
+                    found.extend(step.findings)
                     newest = max(newest, trace.timestamp.timestamp())
                 found.extend(wiring.governor.advance(newest, touched))
                 async with fence.commit(generation, stream, events) as commit:
@@ -172,10 +165,24 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     if not commit.ok:  # nothing was computed yet: the next owner decides these
                         METRICS.batches_fenced.labels("decide").inc()
                         continue
-                    for record in (e.value for e in events):
-                        for alert in wiring.alerts_for(record, route_state):
+                    for event in events:
+                        record = event.value
+                        try:
+                            alerts = wiring.alerts_for(record, route_state)
+                            signals = wiring.decide(record, route_state)
+                        except Exception as exc:  # a bad override (or a bug) must not stop decide
+                            msg = event.message
+                            where = SourcePosition(msg.topic, msg.partition, msg.offset,
+                                                   msg.key.decode("utf-8", "replace") if msg.key else None)
+                            letter = undecidable(record, exc, where)
+                            METRICS.dead_letters.labels(letter["error_kind"]).inc()
+                            log.warning("dead_letter", kind=letter["error_kind"], reason=letter["reason"][:300],
+                                        partition=msg.partition, offset=msg.offset)
+                            await commit.send(to_dead, msg.key or b"", letter)
+                            continue
+                        for alert in alerts:
                             await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
-                        for signal in wiring.decide(record, route_state):
+                        for signal in signals:
                             await commit.send(to_breaker, signal.target.encode(), signal.model_dump(mode="json"))
                     for alert in wiring.alert_only_alerts():
                         await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
@@ -369,7 +376,8 @@ def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: Ward
             started = time.perf_counter()
             batch = [e.value for e in events]
             partitions = [e.message.partition for e in events]
-            if not await loop.run_in_executor(None, wiring.write_batch, table, batch, partitions):
+            offsets = [e.message.offset for e in events]
+            if not await loop.run_in_executor(None, wiring.write_batch, table, batch, partitions, offsets):
                 # Stopping mid-retry: the batch stays unacknowledged and Kafka replays it.
                 return
             await ack_all(stream, events)

@@ -11,7 +11,7 @@ import typer
 from confluent_kafka import Producer
 from rich.console import Console
 
-from detectors.breaker import parse_target, target_key
+from detectors.breaker import load_policy, parse_target, target_key
 from streams.breaker_client import BreakerClient
 from streams.breaking import OVERRIDE, RELEASE, control_finding
 from streams.changes import operator
@@ -31,6 +31,25 @@ def send_control(settings: WardenSettings, kind: str, target: str, **evidence: o
                      value=json.dumps(record).encode())
     if producer.flush(30):
         raise RuntimeError("override not acknowledged by Kafka within 30 s: is the broker reachable?")
+
+
+def override_expiry(settings: WardenSettings, target: str, until: str | None, now: float) -> float | None:
+    """``--until`` as epoch seconds, checked here against the local breaker policy so the
+    operator gets the error at once (the worker checks again and dead-letters a refusal as
+    ``bad_override``: it may run a different policy)."""
+    if not until:
+        return None
+    try:
+        expires = datetime.fromisoformat(until).timestamp()
+    except (ValueError, OverflowError, OSError) as exc:
+        raise typer.BadParameter(f"--until {until!r} is not an ISO time ({exc})") from exc
+    _, rules = load_policy(settings.config_dir / "breaker-policy.yaml").settings_for(parse_target(target))
+    if expires <= now:
+        raise typer.BadParameter(f"--until {until} is in the past")
+    if expires - now > rules.override_max_s:
+        raise typer.BadParameter(f"--until {until} is {expires - now:.0f}s away, above the policy's "
+                                 f"override_max_s ({rules.override_max_s:g}s): shorten it")
+    return expires
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +73,9 @@ def register(app: typer.Typer) -> None:
         canonical = target_key(parse_target(target))
         if not canonical or "route" not in parse_target(target):
             raise typer.BadParameter("write the target as route=R[,model=M][,deployment=D][,tenant=T]")
-        expires = datetime.fromisoformat(until).timestamp() if until else None
-        send_control(WardenSettings(), OVERRIDE, canonical, state=state, reason=reason,
+        settings = WardenSettings()
+        expires = override_expiry(settings, canonical, until, time.time())
+        send_control(settings, OVERRIDE, canonical, state=state, reason=reason,
                      operator=who or operator(), until=expires)
         console.print(f"requested manual {state} of {canonical} by {who or operator()}")
 

@@ -117,6 +117,18 @@ class WardenSettings(BaseSettings):
     # Ed25519 seed (64 hex digits) that signs audit checkpoints; unsigned when absent.
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_every: int = 1000
+    # Producer event time is bounded by the worker's clock (streams/guard/clock.py): at most
+    # this far ahead of receive time (clock skew between producers and workers) ...
+    event_time_skew_s: float = Field(default=300.0, ge=0.0, le=86_400.0)
+    # ... and at most this far behind it (late backfill); below the traces table's 30-day
+    # TTL, so a clamped trace is still stored rather than dropped at the next merge.
+    event_time_max_age_s: float = Field(default=7 * 86_400.0, ge=60.0, le=25 * 86_400.0)
+    # A governed (redacted) trace larger than this is dead-lettered, not sent: below the
+    # producer's and broker's 20 MiB message limit, which would fail the whole batch.
+    max_output_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=20 * 1024 * 1024)
+    # Distinct ClickHouse partitions one insert may touch (ClickHouse refuses more than
+    # max_partitions_per_insert_block, 100 by default).
+    sink_max_partitions: int = Field(default=50, ge=1, le=100)
     # Fault-injection hook (tests, game days): ClickHouse writes fail while this file exists.
     sink_outage_file: Path | None = None
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)

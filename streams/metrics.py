@@ -53,6 +53,11 @@ class WorkerMetrics:
                                       "Stored state records that failed validation (old version, hostile "
                                       "or corrupt content): the key started afresh", ["table"],
                                       registry=self.registry)
+        self.clamped_event_times = Counter(
+            "warden_event_time_clamped_total",
+            "Event times outside the worker's bounds (WARDEN_EVENT_TIME_SKEW_S ahead, "
+            "WARDEN_EVENT_TIME_MAX_AGE_S behind), clamped into them", ["stage", "direction"],
+            registry=self.registry)
         self.redactions = Counter("warden_redactions_total", "Values redacted", ["entity"],
                                   registry=self.registry)
 

@@ -259,4 +259,7 @@ class DeadLetter(BaseModel):
     key: str | None = None
     original_b64: str
     original_bytes: int
+    # Set on content-free dead letters (streams.guard.poison), whose bytes are not carried:
+    # the SHA-256 of the bytes that were not sent, so the row still identifies them.
+    original_sha256: str | None = None
     received_at: datetime = Field(default_factory=utcnow)

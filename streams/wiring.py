@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -22,6 +23,8 @@ from streams.config import WardenSettings
 from streams.drift_stage import DriftStage, TraceDrift
 from streams.economics import Economics
 from streams.governor import Governor
+from streams.guard.clock import EventTimeBounds, decision_time
+from streams.guard.sink_rows import store_batch
 from streams.ledger import ChangeFollower
 from streams.metrics import METRICS
 from streams.outputs import alert_for, alert_only_alert
@@ -49,6 +52,10 @@ def audit_seed(settings: WardenSettings) -> bytes | None:
     return parse_seed(settings.audit_signing_key.get_secret_value())
 
 
+# Where each table's records come from (the topic a sink dead letter names).
+SOURCES = {"traces": "traces.redacted.v1", "findings": "findings.v1", "alerts": "alerts.v1",
+           "breaker_events": "breaker.v1", "change_events": "changes.v1", "dead_letters": "deadletter.v1"}
+
 LAYOUTS = {
     "traces": tables.TRACES,
     "findings": tables.FINDINGS,
@@ -75,6 +82,9 @@ class Wiring:
                       if store is not None else None)
         self.stopping = threading.Event()
         self.dead_letters_stored = 0
+        # Event time is bounded by this worker's clock (streams.guard.clock); tests set both.
+        self.bounds = EventTimeBounds(settings.event_time_skew_s, settings.event_time_max_age_s)
+        self.clock: Callable[[], float] = time.time
 
     @property
     def store(self) -> ClickHouseStore:
@@ -112,9 +122,22 @@ class Wiring:
         return self.drift.process(traces, states, time.time())
 
     # -- decide ----------------------------------------------------------------------
+    def decision_finding(self, record: Mapping[str, Any]) -> Finding:
+        """The finding ``decide`` acts on, dated no later than the worker's clock: the
+        breaker's timer runs on that clock, so a finding dated 2100 would otherwise keep its
+        target open for decades (streams.guard.clock). Raises on a malformed record."""
+        finding = finding_from_record(record)
+        at, direction = decision_time(finding.at, self.bounds, now=self.clock())
+        if direction is None:
+            return finding
+        METRICS.clamped_event_times.labels("decide", direction).inc()
+        log.warning("event_time_clamped", stage="decide", direction=direction, kind=finding.kind[:64],
+                    reported=finding.at, at=at)
+        return replace(finding, at=at, evidence={**finding.evidence, "reported_at": finding.at})
+
     def alerts_for(self, record: Mapping[str, Any], states: MutableMapping[str, Any]) -> list[Alert]:
         """The alert for a finding, unless its group already reported it recently."""
-        finding = finding_from_record(record)
+        finding = self.decision_finding(record)
         if not self.decider.alerts_for_kind(finding.kind):
             return []
         subject = finding.subject
@@ -128,7 +151,7 @@ class Wiring:
         return [offered] if offered is not None else []
 
     def decide(self, record: Mapping[str, Any], states: MutableMapping[str, Any]) -> list[BreakerSignal]:
-        signals = self.decider.on_finding(finding_from_record(record), states)
+        signals = self.decider.on_finding(self.decision_finding(record), states)
         for signal in signals:
             METRICS.breaker_open.labels(signal.target).set(0 if signal.state == "closed" else 1)
         return signals
@@ -138,36 +161,60 @@ class Wiring:
         return [alert_only_alert(t) for t in self.decider.drain_alert_only()]
 
     def tick(self, states: MutableMapping[str, Any]) -> list[BreakerSignal]:
-        return self.decider.tick(time.time(), states)
+        return self.decider.tick(self.clock(), states)
 
     # -- sinks -----------------------------------------------------------------------
     def write_batch(self, table: str, records: Sequence[Mapping[str, Any]],
-                    partitions: Sequence[int] = ()) -> bool:
+                    partitions: Sequence[int] = (), offsets: Sequence[int] = ()) -> bool:
         """Store a batch; governance decisions are also appended to the audit chain of
-        their source partition. True once durable, False if stopping first."""
+        their source partition. True once durable, False if stopping first. A batch
+        spanning many days is inserted in partition-bounded chunks, and rows ClickHouse
+        refuses while it answers become dead letters (streams.guard.sink_rows)."""
         if table == "findings":
             # Per-batch traffic summaries are the breaker engine's input, not findings: one
             # per scope per govern batch would outnumber real findings (and the audit chain).
-            kept = [i for i, r in enumerate(records) if r.get("kind") != TRAFFIC]
+            kept = [i for i, r in enumerate(records) if not isinstance(r, Mapping) or r.get("kind") != TRAFFIC]
             if len(kept) < len(records):
                 records = [records[i] for i in kept]
                 partitions = [partitions[i] for i in kept] if partitions else ()
+                offsets = [offsets[i] for i in kept] if offsets else ()
                 if not records:
                     return True
         layout = LAYOUTS[table]
-        rows, keys = tables.rows_for(layout, records)
         failures_before = self.store.write_failures
-        stored = self.store.insert_until_durable(
-            layout.table, layout.columns, rows, dedup_token=batch_token(layout.table, keys),
-            should_stop=self.stopping.is_set)
+        batch = store_batch(self.store, layout, records, source_topic=self.settings.topic(SOURCES[table]),
+                            partitions=partitions, offsets=offsets,
+                            max_partitions=self.settings.sink_max_partitions, should_stop=self.stopping.is_set)
         METRICS.sink_failures.labels(table).inc(self.store.write_failures - failures_before)
-        if stored and table in AUDITED and self.audit is not None:
-            stored = self._audit(table, records, partitions)
+        if not batch.durable:
+            return False
+        if batch.dead and not self._store_dead(table, batch.dead):
+            return False
+        kept_ids = sorted(batch.kept)
+        stored = True
+        if kept_ids and table in AUDITED and self.audit is not None:
+            stored = self._audit(table, [records[i] for i in kept_ids],
+                                 [partitions[i] for i in kept_ids] if partitions else ())
         if stored:
-            METRICS.rows_written.labels(table).inc(len(rows))
+            METRICS.rows_written.labels(table).inc(len(kept_ids))
             if table == "dead_letters":
-                self.dead_letters_stored += len(rows)
+                self.dead_letters_stored += len(kept_ids)
         return stored
+
+    def _store_dead(self, table: str, dead: list[dict[str, Any]]) -> bool:
+        """Rows a sink could not store, as content-free dead letters in ``dead_letters``."""
+        for letter in dead:
+            METRICS.dead_letters.labels(letter["error_kind"]).inc()
+            log.warning("dead_letter", kind=letter["error_kind"], table=table, reason=letter["reason"][:300])
+        if table == "dead_letters":  # a dead letter no row can hold: logged and counted, nowhere further
+            return True
+        rows, keys = tables.rows_for(tables.DEAD_LETTERS, dead)
+        if not self.store.insert_until_durable(tables.DEAD_LETTERS.table, tables.DEAD_LETTERS.columns, rows,
+                                               dedup_token=batch_token("dead_letters", keys),
+                                               should_stop=self.stopping.is_set):
+            return False
+        self.dead_letters_stored += len(rows)
+        return True
 
     def _audit(self, table: str, records: Sequence[Mapping[str, Any]], partitions: Sequence[int]) -> bool:
         assert self.audit is not None

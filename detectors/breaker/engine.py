@@ -180,7 +180,9 @@ class BreakerPolicyEngine:
         if not target:
             raise ValueError("override target is empty; write e.g. 'route=checkout,model=gpt-4o'")
         _, settings = self._settings(target)
-        until = now + settings.override_default_s if until is None else until
+        until = now + settings.override_default_s if until is None else float(until)
+        if not math.isfinite(until):  # NaN compares false both ways: it would never expire
+            raise ValueError(f"override until ({until}) is not a time; give an epoch or ISO time")
         if until <= now:
             raise ValueError(f"override until ({until}) is not after now ({now}); give a later time")
         if until - now > settings.override_max_s:
