@@ -19,6 +19,12 @@ Two windows, each optional:
 
 The time window is used when it holds ``min_requests``; otherwise the count window is,
 when it does; otherwise there is no decision (no evidence either way).
+
+Routes too quiet for the time window also get a per-call test against their own
+baseline (``burst``, :mod:`detectors.error_burst`, a Bernoulli CUSUM): a quiet A/B arm
+failing half its calls trips within a handful of failures, long before any window fills.
+Busy routes (the time window decides) keep the window rule alone, so their noise at a
+steady 8 % never trips. The detector is tripped while either rule says so.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from detectors.error_burst import ErrorBurstConfig, ErrorBurstDetector
 from detectors.findings import Finding
 
 DETECTOR = "ErrorRateDetector/1"
@@ -55,6 +62,7 @@ class ErrorRateConfig(BaseModel):
     open_threshold: float = Field(default=0.25, gt=0, le=1)
     close_threshold: float = Field(default=0.10, ge=0, lt=1)
     renotify_s: float | None = Field(default=60.0, gt=0)
+    burst: ErrorBurstConfig = Field(default_factory=ErrorBurstConfig)
     version: str = ""
 
     @model_validator(mode="after")
@@ -120,6 +128,17 @@ class ErrorRateDetector:
     [(9, 'error_rate.recovered', 'info')]
     >>> ErrorRateDetector.from_state(det.to_state(), cfg).tripped
     False
+
+    A quiet route (one call every 30 s never fills either window) failing half its calls
+    trips on the burst test at its fourth failure:
+
+    >>> quiet = ErrorRateDetector(ErrorRateConfig(), {"route": "assistant-ab", "model": "haiku"})
+    >>> [quiet.update(is_error=(i % 200 == 7), at=30.0 * i) for i in range(400)].count(None)
+    400
+    >>> burst = [quiet.update(is_error=(i % 2 == 0), at=12_000.0 + 30 * i) for i in range(31)]
+    >>> [(i, f.kind, f.evidence["window"], f.evidence["burst"]["burst_errors"])
+    ...  for i, f in enumerate(burst) if f and not f.evidence["repeat"]]  # then reminders
+    [(6, 'error_rate.high', 'burst', 4)]
     """
 
     def __init__(self, config: ErrorRateConfig, subject: Mapping[str, str]) -> None:
@@ -134,7 +153,10 @@ class ErrorRateDetector:
         self._filled = 0
         self._watermark = -math.inf
         self._last_at = -math.inf
-        self.tripped = False
+        self.tripped = False  # either rule
+        self.window_tripped = False
+        self.burst_tripped = False
+        self.burst = ErrorBurstDetector(config.burst)
         self._notified_at = -math.inf
 
     # -- windows -------------------------------------------------------------------
@@ -192,31 +214,52 @@ class ErrorRateDetector:
         return err / req if name != "none" and req else 0.0
 
     # -- update --------------------------------------------------------------------
-    def update(self, is_error: bool, at: float) -> Finding | None:
-        """Count one request outcome at event time ``at`` (epoch seconds)."""
+    def update(self, is_error: bool, at: float, retry: bool = False) -> Finding | None:
+        """Count one request outcome at event time ``at`` (epoch seconds).
+
+        ``retry``: the call retries a failed one (``attempt > 1``). The windows count it;
+        the burst test does not, since a retry of a failure fails far more often than a
+        fresh call and pairs of failures would read as a burst to a per-call test.
+        """
         self._add_to_time_window(is_error, at)
         self._add_to_count_window(is_error, at)
+        burst = None if retry else self.burst.update(is_error)
         name, req, err = self.window()
-        if name == "none":
-            return None
-        rate = err / req
-        now = max(self._watermark, self._last_at)
+        rate = err / req if name != "none" and req else 0.0
         cfg = self.config
-        if not self.tripped and rate >= cfg.open_threshold:
+        if name != "none":
+            if rate >= cfg.open_threshold:
+                self.window_tripped = True
+            elif rate <= cfg.close_threshold:
+                self.window_tripped = False
+        if burst == "tripped" and name != "time":  # a busy route is the window's to judge
+            self.burst_tripped = True
+        elif not self.burst.high:
+            self.burst_tripped = False
+        now = max(self._watermark, self._last_at)
+        if not self.tripped and (self.window_tripped or self.burst_tripped):
             self.tripped, self._notified_at = True, now
-            return self._finding(HIGH, rate, cfg.open_threshold, now, name, req, err, False)
-        if self.tripped and rate <= cfg.close_threshold:
+            return self._decision(HIGH, rate, now, name, req, err, False)
+        if self.tripped and not (self.window_tripped or self.burst_tripped):
             self.tripped = False
-            return self._finding(RECOVERED, rate, cfg.close_threshold, now, name, req, err, False)
-        if (
-            self.tripped
-            and cfg.renotify_s is not None
-            and rate >= cfg.open_threshold
-            and now - self._notified_at >= cfg.renotify_s
-        ):
+            return self._decision(RECOVERED, rate, now, name, req, err, False)
+        still_high = (name != "none" and rate >= cfg.open_threshold) or (
+            self.burst_tripped and self.burst.statistic >= cfg.burst.threshold)
+        if self.tripped and cfg.renotify_s is not None and still_high and now - self._notified_at >= cfg.renotify_s:
             self._notified_at = now
-            return self._finding(HIGH, rate, cfg.open_threshold, now, name, req, err, True)
+            return self._decision(HIGH, rate, now, name, req, err, True)
         return None
+
+    def _decision(self, kind: str, rate: float, at: float, window: str, req: int, err: int,
+                  repeat: bool) -> Finding:
+        cfg = self.config
+        threshold = cfg.open_threshold if kind == HIGH else cfg.close_threshold
+        if kind == HIGH and self.burst_tripped and not (window != "none" and rate >= cfg.open_threshold):
+            # The burst test decided: its excursion is the evidence, its burst share the bar.
+            calls = max(self.burst.excursion_calls, 1)
+            return self._finding(kind, self.burst.errors / calls, self.burst.burst_share, at, "burst",
+                                 calls, self.burst.errors, repeat)
+        return self._finding(kind, rate, threshold, at, window, req, err, repeat)
 
     def _finding(
         self, kind: str, rate: float, threshold: float, at: float,
@@ -237,6 +280,8 @@ class ErrorRateDetector:
             "repeat": repeat,
             "config_version": cfg.version,
         }
+        if cfg.burst.enabled:
+            evidence["burst"] = self.burst.evidence()
         severity = "critical" if kind == HIGH else "info"
         return Finding(kind, dict(self.subject), rate, threshold, at, severity, evidence, DETECTOR)
 
@@ -254,6 +299,9 @@ class ErrorRateDetector:
             "watermark": None if math.isinf(self._watermark) else self._watermark,
             "last_at": None if math.isinf(self._last_at) else self._last_at,
             "tripped": self.tripped,
+            "window_tripped": self.window_tripped,
+            "burst_tripped": self.burst_tripped,
+            "burst": self.burst.to_state(),
             "notified_at": None if math.isinf(self._notified_at) else self._notified_at,
         }
 
@@ -277,4 +325,7 @@ class ErrorRateDetector:
             det._bits = int(state.get("bits", "0") or "0", 16) & ((1 << config.last_n) - 1)
             det._filled = min(int(state.get("filled", 0)), config.last_n)
         det.tripped = bool(state.get("tripped", False))
+        det.window_tripped = bool(state.get("window_tripped", det.tripped))
+        det.burst_tripped = bool(state.get("burst_tripped", False))
+        det.burst = ErrorBurstDetector.from_state(state.get("burst") or {}, config.burst)
         return det

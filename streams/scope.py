@@ -84,7 +84,7 @@ class ScopeDetectors:
         self.batch_errors += int(is_error)
         self.batch_last_at = max(self.batch_last_at, at)
         findings: list[Finding] = []
-        finding = self.error_rate.update(is_error, at)
+        finding = self.error_rate.update(is_error, at, retry=trace.attempt > 1)
         if finding is not None:
             findings.append(finding)
         sample = behaviour_sample(trace)

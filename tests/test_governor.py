@@ -4,10 +4,12 @@ exact (a cache bug once reloaded the last checkpoint on every trace of a batch).
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from streams.breaking import BreakerDecider
 from streams.config import WardenSettings
 from streams.governor import Governor
 from streams.records import InferenceTrace
@@ -96,3 +98,39 @@ def test_a_replayed_batch_is_not_applied_twice_and_re_emits_its_findings(setting
     assert last_batch and replayed == last_batch and set(replayed) <= set(emitted)
     assert again._scopes["support-chat|gpt-4o-mini"].seq == before["seq"]
     assert again._scopes["support-chat|gpt-4o-mini"].error_rate.to_state() == before["error_rate"]
+
+
+def test_an_error_burst_on_a_quiet_ab_arm_opens_its_breaker(tmp_path: Path) -> None:
+    """Issue 19: one arm of a quiet A/B route (a call every 30 s each, 0.5 % errors) fails
+    15 of 31 calls. Neither window fills; the burst test's ``error_rate.high`` goes the
+    error-rate path to the breaker policy and opens that arm (the other arm is half the
+    route's capacity, so the cap allows it)."""
+    settings = WardenSettings(config_dir=fast_config(tmp_path), pseudonym_key=TEST_KEY)
+    governor = Governor.from_settings(settings, load_redactor(settings))
+    decider = BreakerDecider.from_settings(settings)
+    rng, states, breaker_states = random.Random(5), {}, {}
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    burst = {0, 2, 3, 5, 8, 9, 11, 14, 17, 18, 20, 23, 26, 28, 30}
+    calls = [(arm, i, i == 150 and arm == "quiet") for i in range(300) for arm in ("quiet", "other")]
+    calls += [("quiet", 300 + i, i in burst) for i in range(31)]
+    signals, findings = [], []
+    for n, (arm, i, failed) in enumerate(calls):
+        raw = trace_for("assistant-ab", "claude-3-5-haiku" if arm == "quiet" else "gpt-4o-mini",
+                        error=failed, rng=rng)
+        raw["timestamp"] = (start + timedelta(seconds=30.0 * i + (15.0 if arm == "other" else 0.0))).isoformat()
+        trace = InferenceTrace.model_validate(raw)
+        for finding in governor.govern(trace, states).findings:
+            findings.append(finding)
+            signals += decider.on_finding(finding, breaker_states)
+        if n % 20 == 19:  # a batch: traffic summaries feed the route's capacity inventory
+            saved, traffic = governor.checkpoint({trace.partition_key})
+            states.update(saved)
+            for summary in traffic:
+                signals += decider.on_finding(summary, breaker_states)
+    high = [f for f in findings if f.kind == "error_rate.high"]
+    assert high and high[0].evidence["window"] == "burst" and high[0].severity == "critical"
+    assert high[0].subject == {"route": "assistant-ab", "model": "claude-3-5-haiku"}
+    assert high[0].at - (start + timedelta(seconds=30.0 * 300)).timestamp() <= 300.0
+    assert [(s.target, s.state.value) for s in signals][:1] == \
+        [("model=claude-3-5-haiku,route=assistant-ab", "open")]
+    assert decider.alert_only == []
