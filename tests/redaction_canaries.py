@@ -156,7 +156,51 @@ class Canaries:
         out["error_message"] = text()
         out["metadata"] = {**out.get("metadata", {}), "customer_email": (e := self.email()), "note": text()}
         planted.append(e)
+        plants, look_for = bypass_variants(self)
+        planted += look_for
+        for where, value in plants:
+            if where == "tool_arguments":
+                out["tool_calls"].append({"name": "connect", "arguments": value, "status": "ok"})
+            else:
+                out["input_messages"].append({"role": "user", "content": value})
         return out, planted
+
+
+_FULL_WIDTH = {ord(d): chr(0xFF10 + int(d)) for d in string.digits}
+_IMAGE = "data:image/png;base64," + base64.b64encode(bytes(range(256))).decode()
+
+
+def bypass_variants(c: Canaries) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Issue 17's bypasses, one of each, as (field, value) plants and the strings to look for.
+
+    JSON-keyed values of no recognisable format, Unicode disguises, percent and base64
+    encodings, PII right after an inline image, backslash-escaped JSON in text and hostile
+    nesting. The planted strings are what appears in the trace (the encoded or disguised
+    form); the plain values are planted beside them where they can survive decoding.
+    """
+    keyed_password = c._tok(5).lower() + "&" + c._tok(5) + c._digits(2)  # no format at all
+    keyed_secret = c._tok(12).lower() + "-" + c._tok(6).lower()
+    ssn_digits = c.ssn().replace("-", "")
+    card = c.card()
+    wide_card = " ".join(card[i:i + 4] for i in range(0, 16, 4)).translate(_FULL_WIDTH)
+    zw_card = "\u200b".join(card[i:i + 4] for i in range(0, 16, 4))
+    email = c.email()
+    encoded_email = email.replace("@", "%40")
+    secret_blob = base64.b64encode(f"aws_secret_access_key={c._tok(40)}".encode()).decode()
+    after_image_card = c.card()
+    escaped_password = c.password()
+    deep_card = c.card()
+    plants: list[tuple[str, Any]] = [
+        ("tool_arguments", {"db": {"password": keyed_password, "api_key": keyed_secret}, "ssn": ssn_digits}),
+        ("content", f"pay with {wide_card} or {zw_card}"),
+        ("content", f"login?user={encoded_email}&next=%2Fhome cfg {secret_blob}"),
+        ("content", f"{_IMAGE} card {after_image_card}"),
+        ("content", 'use {\\"password\\": \\"' + escaped_password + '\\"} for it'),
+        ("content", "[" * 2000 + f" card {deep_card}"),
+    ]
+    look_for = [keyed_password, keyed_secret, ssn_digits, wide_card, zw_card,
+                encoded_email, secret_blob, after_image_card, escaped_password, deep_card]
+    return plants, look_for
 
 
 def assert_no_canary(blob: Any, planted: Iterable[str]) -> None:

@@ -229,6 +229,14 @@ SECRET_SPECS: tuple[PatternSpec, ...] = (
         trigger=r"(?i:pass|pw)", refine=_password_value, engine="anchored",
         priority=PASSWORD_PRIORITY, category="secret",
     ),
+    # ... quoted, where the value runs to its closing quote ("password": "Tr0ub4dor&3x!") ...
+    PatternSpec(
+        "PASSWORD",
+        r"(?i:pass(?:word|wd|phrase|code)?|pwd|pw)\b[\"']?\s*(?:=|:|=>|:=)\s*"
+        r"[\"'`](?P<value>[^\"'`\n\\]{4,128})[\"'`]",
+        trigger=r"(?i:pass|pw)", refine=_password_value, engine="anchored",
+        priority=PASSWORD_PRIORITY, category="secret",
+    ),
     # ... and in prose ("the wifi password for the office is tiger998#falcon").
     PatternSpec(
         "PASSWORD",

@@ -30,7 +30,9 @@ Category = Literal["pii", "secret", "other"]
 # RE2 keeps a lazily built DFA per set; with ~100 patterns a generous budget keeps it from
 # bailing out (which would read as "no match" and fail open).
 _SET_MAX_MEM = 256 << 20
-_DATA_URI = re.compile(r"data:[\w/+.-]{1,64};base64,[A-Za-z0-9+/=\s]{16,}", re.ASCII)
+# The payload is exactly the base64 alphabet: whitespace ends it, so text after an inline
+# image is scanned as usual (group 1 is the payload).
+DATA_URI = re.compile(r"data:[\w/+.-]{1,64};base64,([A-Za-z0-9+/]{16,}={0,2})", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +323,7 @@ class _ByteToChar:
 
 def _outside_data_uris(text: str, spans: list[Span]) -> list[Span]:
     """Drop secret look-alikes that sit inside ``data:...;base64,`` payloads (images)."""
-    blobs = [m.span() for m in _DATA_URI.finditer(text)]
+    blobs = [m.span() for m in DATA_URI.finditer(text)]
     if not blobs:
         return spans
     return [s for s in spans if not any(a <= s.start and s.end <= b for a, b in blobs)]

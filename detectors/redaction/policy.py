@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MIN_KEY_BYTES = 16
 
@@ -100,6 +100,9 @@ class RedactionPolicy(BaseModel):
     )
     entities: dict[str, Action] = Field(default_factory=dict)
     disabled: list[str] = Field(default_factory=list)
+    # Extra sensitive JSON keys: key (any case/separators) -> entity; extends
+    # detectors.redaction.keys' documented lists.
+    keys: dict[str, str] = Field(default_factory=dict)
     trace: TraceScope = Field(default_factory=TraceScope)
 
     @model_validator(mode="after")
@@ -116,6 +119,14 @@ class RedactionPolicy(BaseModel):
         if "{digest}" not in self.pseudonym_template:
             raise ValueError("pseudonym_template must contain {digest}, or pseudonyms cannot be joined on")
         return self
+
+    @field_validator("keys")
+    @classmethod
+    def _normalise_keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        out = {"".join(ch for ch in k.lower() if ch.isascii() and ch.isalnum()): v for k, v in keys.items()}
+        if "" in out:
+            raise ValueError("keys: a key needs at least one letter or digit")
+        return out
 
     @classmethod
     def load(cls, path: str | Path) -> RedactionPolicy:
@@ -147,7 +158,10 @@ class RedactionPolicy(BaseModel):
     @property
     def content_hash(self) -> str:
         """Stable hash of the policy's meaning (key order and comments do not change it)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if not data.get("keys"):
+            del data["keys"]  # a policy without `keys:` keeps the hash it had before they existed
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def resolve_key(self, environ: Mapping[str, str] | None = None) -> bytes | None:
@@ -169,6 +183,7 @@ class RedactionPolicy(BaseModel):
             "defaults": {k: v.value for k, v in sorted(self.defaults.items())},
             "entities": {k: v.value for k, v in sorted(self.entities.items())},
             "disabled": sorted(self.disabled),
+            "keys": dict(sorted(self.keys.items())),
             "scan": list(self.trace.scan),
             "pseudonymise": list(self.trace.pseudonymise),
         }

@@ -32,11 +32,19 @@ from detectors.findings import Finding
 
 from .catalog_pii import PII_SPECS
 from .catalog_secrets import SECRET_SPECS
+from .encoded import encoded_spans
 from .engine import PatternRecognizer, Recognizer, Span, resolve_overlaps
+from .keys import is_plain_flag, key_entity, quoted_pairs, value_fits
 from .policy import Action, RedactionPolicy, RedactionPolicyError
+from .textview import TextView, detection_view
 from .tracewalk import redact_mapping
+from .validators import is_template_value
 
 DETECTOR = "Redactor/1"
+FAILED = "REDACTION_FAILED"  # the entity of a field masked whole because redacting it raised
+_MAX_ENCODED_DEPTH = 2  # base64 inside base64 is still looked into, once
+# A value under a sensitive key is that entity whole, whatever pattern found a part of it.
+KEYED_PRIORITY = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,7 @@ class TraceRedaction:
 
 
 _CATEGORY: dict[str, str] = {s.entity: s.category for s in (*PII_SPECS, *SECRET_SPECS)}
+_CATEGORY[FAILED] = "secret"  # unknown content: treated like the most sensitive kind
 
 
 def entity_category(entity: str) -> str:
@@ -167,7 +176,8 @@ class Redactor:
         self._key = key or b""
         disabled = set(policy.disabled)
         specs = [s for s in (*PII_SPECS, *SECRET_SPECS) if s.entity not in disabled]
-        self._recognizers: list[Recognizer] = [PatternRecognizer("builtin", specs), *recognizers]
+        self._patterns = PatternRecognizer("builtin", specs)
+        self._recognizers: list[Recognizer] = [self._patterns, *recognizers]
         self._disabled = disabled
         self._actions: dict[str, Action] = {}
 
@@ -175,13 +185,59 @@ class Redactor:
         return f"Redactor(policy={self.policy.version!r}, recognizers={len(self._recognizers)})"
 
     def find(self, text: str) -> list[Span]:
-        """Non-overlapping spans of every enabled entity in ``text``, in order."""
+        """Non-overlapping spans of every enabled entity in ``text``, in order.
+
+        Patterns run on the normalised view of the text (Unicode digits and spaces,
+        invisible characters, escaped quotes, percent-encoding; offsets mapped back) and
+        inside its base64 segments; plug-in recognizers on the text itself.
+        """
+        return self._find(text, 0)
+
+    def _find(self, text: str, depth: int) -> list[Span]:
         if not text:
             return []
         spans: list[Span] = []
-        for recognizer in self._recognizers:
-            spans.extend(s for s in recognizer.find(text) if s.entity not in self._disabled)
+        view = detection_view(text)
+        if view is None or view.decoded:
+            spans.extend(self._patterns.find(text))
+        if view is not None:
+            # Unicode folding only removes disguises (every pattern is ASCII); decoded
+            # escapes can also split a value, so then the original was scanned as well.
+            # Spans found in the view are mapped back to the original characters.
+            for s in self._patterns.find(view.text):
+                start, end = view.original_span(s.start, s.end)
+                spans.append(Span(s.entity, start, end, s.score, s.priority, s.source))
+        spans.extend(self._quoted_pair_spans(text, view, spans))
+        if depth == 0:
+            for recognizer in self._recognizers[1:]:
+                spans.extend(recognizer.find(text))
+        if depth < _MAX_ENCODED_DEPTH:
+            spans.extend(encoded_spans(text, lambda decoded: self._find(decoded, depth + 1), spans))
+        spans = [s for s in spans if s.entity not in self._disabled]
         return resolve_overlaps(spans) if spans else spans
+
+    def _quoted_pair_spans(self, text: str, view: TextView | None, found: Sequence[Span]) -> list[Span]:
+        """Quoted ``"key": "value"`` pairs in free text, judged by their key like JSON is.
+
+        Run on the view, so that escaped JSON (``{\\"password\\": \\"x\\"}``) is read too.
+        """
+        source = text if view is None else view.text
+        out: list[Span] = []
+        for entity, start, end in quoted_pairs(source, self.policy.keys):
+            value = source[start:end]
+            if entity in self._disabled or not self._keyed_applies(entity, value):
+                continue
+            if view is not None:
+                start, end = view.original_span(start, end)
+            if _covered(found, start, end) < end - start:  # patterns did not cover all of it
+                out.append(Span(entity, start, end, priority=KEYED_PRIORITY, source="key"))
+        return out
+
+    @staticmethod
+    def _keyed_applies(entity: str, value: str) -> bool:
+        """A value that is the key's entity whole: not empty, a flag, a template or misfit."""
+        return bool(value.strip()) and not is_plain_flag(value) and not is_template_value(value) \
+            and value_fits(entity, value)
 
     def action(self, entity: str) -> Action:
         cached = self._actions.get(entity)
@@ -196,8 +252,41 @@ class Redactor:
         return self.policy.pseudonym_template.format(entity=entity, digest=digest)
 
     def redact(self, text: str, field: str = "text") -> RedactionResult:
-        """Redact one string; findings carry ``field`` and offsets into ``text``."""
-        spans = self.find(text)
+        """Redact one string; findings carry ``field`` and offsets into ``text``.
+
+        Fails closed: if finding or replacing raises, the whole string is replaced by
+        ``[REDACTION_FAILED:<error type>]`` and reported as a ``REDACTION_FAILED``
+        finding, so the trace goes on (stored, costed, scored) without the content.
+        """
+        try:
+            return self._apply(text, field, self.find(text))
+        except Exception as exc:  # noqa: BLE001 - any failure must drop the content, not pass it
+            return failed_result(text, field, exc)
+
+    def redact_keyed(self, value: str, key: str, field: str) -> RedactionResult | None:
+        """Redact a value that sits under ``key``; ``None`` when the key is not sensitive.
+
+        Under a sensitive key the whole value is the key's entity (a password needs no
+        pattern to be a password), unless patterns already cover all of it (an e-mail
+        under ``contact_password`` stays an e-mail). Templates, flags and values that
+        cannot be the entity (``<your-key>``, ``null``, ``"phone": "unknown"``) are
+        redacted as ordinary text.
+        """
+        entity = key_entity(key, self.policy.keys)
+        if entity is None or entity in self._disabled:
+            return None
+        try:
+            if not self._keyed_applies(entity, value):
+                return self.redact(value, field)
+            spans = self.find(value)
+            covered = sum(s.end - s.start for s in spans)
+            if covered >= len(value.strip()):
+                return self._apply(value, field, spans)
+            return self._apply(value, field, [Span(entity, 0, len(value), priority=KEYED_PRIORITY, source="key")])
+        except Exception as exc:  # noqa: BLE001 - fail closed, as redact() does
+            return failed_result(value, field, exc)
+
+    def _apply(self, text: str, field: str, spans: Sequence[Span]) -> RedactionResult:
         if not spans:
             return RedactionResult(text)
         findings = tuple(EntityFinding(s.entity, field, s.start, s.end) for s in spans)
@@ -227,10 +316,30 @@ class Redactor:
         refer to the string at that path.
         """
         findings: list[EntityFinding] = []
-        out = redact_mapping(trace, self.policy.trace.scan, self.redact, findings)
+        out = redact_mapping(trace, self.policy.trace.scan, self.redact, findings,
+                             keyed=self.redact_keyed, failed=failed_result)
         for name in self.policy.trace.pseudonymise:
             value = out.get(name)
             if isinstance(value, str) and value:
                 out[name] = self.pseudonym(name.upper(), value)
                 findings.append(EntityFinding(name.upper(), name, 0, len(value)))
         return out, TraceRedaction(self.policy.version, self._policy_hash, tuple(findings))
+
+
+def _covered(spans: Sequence[Span], start: int, end: int) -> int:
+    """How many characters of ``[start, end)`` the (possibly overlapping) spans cover."""
+    total, reach = 0, start
+    for a, b in sorted((max(s.start, start), min(s.end, end)) for s in spans if s.start < end and start < s.end):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+def failed_result(text: str, field: str, exc: BaseException) -> RedactionResult:
+    """The fail-closed result: the whole field replaced, one ``REDACTION_FAILED`` finding.
+
+    Only the exception's type is kept; its message could quote the content.
+    """
+    return RedactionResult(f"[{FAILED}:{type(exc).__name__}]",
+                           (EntityFinding(FAILED, field, 0, len(text)),), dropped=True)

@@ -12,6 +12,8 @@ they never see text that no pattern matched.
 (0.0, 2.0)
 >>> looks_like_placeholder("sk-...your-key-here..."), looks_like_placeholder("Zk9q2LmX8vR1")
 (True, False)
+>>> looks_like_placeholder("Somewhere42!"), looks_like_placeholder("AKIAIOSFODNN7EXAMPLE")
+(False, True)
 """
 
 from __future__ import annotations
@@ -42,11 +44,22 @@ IBAN_LENGTHS: dict[str, int] = {
 # a tracking or order number, which pass Luhn one time in ten by chance.
 _CARD_PREFIX = re.compile(r"4|5[0-8]|2[2-7]|3[0-9]|6[0-9]|220[0-4]|2131|1800", re.ASCII)
 
-_PLACEHOLDER_WORDS = re.compile(
-    r"example|your|xxxx|placeholder|changeme|change_me|redacted|dummy|sample|insert|here"
-    r"|replace|secret_?key_?here|todo|fake|test_?key|<|>|\$\{|\{\{|\*\*\*|\.\.\.",
-    re.IGNORECASE,
+# Placeholders are recognised by their SHAPE, never by a word that can sit inside a real
+# password ("Somewhere42!" holds "here"): template brackets and variable references,
+# elided values ("sk-...", "***"), filler runs, ALL_CAPS_NAMES, and values made only of
+# letters whose words say "fill me in" (your-api-key-here).
+_TEMPLATE_MARKERS = re.compile(r"<[^<>]*>|\{\{|\}\}|\$\{|\.\.\.|\u2026|\*\*\*|\[[A-Za-z _-]+\]")
+_PLACEHOLDER_ONLY_WORDS = frozenset(
+    ["your", "my", "here", "example", "placeholder", "changeme", "redacted", "dummy", "sample", "insert", "replace", "todo", "fake", "xxx", "xxxx", "enter", "put", "paste", "fill", "goes", "value"]
 )
+# A "fill me in" value is made of these words only (your-api-key-here, enter_your_token):
+# a random token that happens to contain "My" is made of other "words" (TkaxoIvVPVElMy).
+_PLACEHOLDER_VOCABULARY = _PLACEHOLDER_ONLY_WORDS | frozenset(
+    ["api", "key", "keys", "token", "tokens", "secret", "secrets", "password", "pass", "passwd", "pwd", "access", "client", "id", "app", "application", "aws", "github", "gitlab", "openai", "stripe", "slack", "sk", "pk", "live", "test", "the", "a", "an", "of", "for", "to", "own", "real", "actual", "new", "auth", "bearer", "private", "public", "account", "user", "name", "service", "me"]
+)
+_CAPS_NAME = re.compile(r"[A-Z][A-Z_]*_[A-Z_]+", re.ASCII)  # YOUR_API_KEY
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_DOC_KEY = re.compile(r"EXAMPLE(?:KEY)?$")  # vendors' documentation keys (AKIA...EXAMPLE)
 _VARIABLE = re.compile(r"\$\{.*|\$[A-Za-z_][A-Za-z0-9_]*|%[A-Za-z_][A-Za-z0-9_]*%", re.DOTALL)
 # Filler runs mark a template ("AKIA0000000000000000", "ghp_aaaaaaaaaaaa"), but a random
 # 13-digit segment holds six equal digits about once in five thousand tokens (the
@@ -145,13 +158,37 @@ def shannon_entropy(value: str) -> float:
     return abs(-sum(c / n * math.log2(c / n) for c in Counter(value).values()))
 
 
+def is_template_value(value: str) -> bool:
+    """A value that only stands in for a secret: a template, a variable, a mask, filler.
+
+    Used on values under sensitive keys, where documentation keys still count as real.
+
+    >>> [is_template_value(v) for v in ("<your-key>", "YOUR_API_KEY", "your-api-key-here", "xxxxxxxx")]
+    [True, True, True, True]
+    >>> [is_template_value(v) for v in ("Somewhere42!", "Tr0ub4dor&3x!", "hereford-9Kx")]
+    [False, False, False]
+    >>> is_template_value("sk_live_TkaxoIvVPVElMyUdElALxItP")  # holds "My", is not a template
+    False
+    """
+    stripped = value.strip()
+    if not stripped:
+        return True
+    if _TEMPLATE_MARKERS.search(stripped) or _VARIABLE.fullmatch(stripped):
+        return True
+    if stripped.startswith(("os.environ", "process.env", "env.", "ENV[", "getenv(")):
+        return True
+    if _FILLER_RUN.search(stripped) or len(set(ch for ch in stripped.lower() if ch.isalnum())) <= 2:
+        return True
+    if _CAPS_NAME.fullmatch(stripped):
+        return True
+    words = [w.lower() for w in _WORD_SPLIT.split(stripped) if w]
+    return bool(words) and all(w in _PLACEHOLDER_VOCABULARY for w in words) and any(
+        w in _PLACEHOLDER_ONLY_WORDS for w in words)
+
+
 def looks_like_placeholder(value: str) -> bool:
-    """Template text, masks and variable references that stand in for a secret."""
-    if _PLACEHOLDER_WORDS.search(value):
-        return True
-    if value.startswith(("os.environ", "process.env", "env.", "ENV[")) or _VARIABLE.fullmatch(value):
-        return True
-    return bool(_FILLER_RUN.search(value)) or len(set(value)) <= 3
+    """Template text, masks, variable references and vendors' documentation keys."""
+    return is_template_value(value) or bool(_DOC_KEY.search(value))
 
 
 def is_uuid(value: str) -> bool:
