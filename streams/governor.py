@@ -9,7 +9,8 @@ behaves the same everywhere. It turns nothing into Kafka or ClickHouse records;
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,11 @@ from detectors.breaker import load_policy
 from detectors.cost import CostAccountant, load_price_catalog
 from detectors.findings import Finding
 from detectors.ownership import ChangeLedger, OwnershipRegistry, OwnershipSettings
-from detectors.redaction.redactor import TraceRedaction, entity_category
+from detectors.redaction.echo import EchoSplit, split_echoes
+from detectors.redaction.redactor import EntityFinding, TraceRedaction, entity_category
 from streams.breaking import traffic_finding
 from streams.config import WardenSettings
+from streams.metrics import METRICS
 from streams.records import ChangeEvent, InferenceTrace
 from streams.scope import Context, GovernConfig, ScopeDetectors
 from streams.values import cost_sample, is_refusal, ledger_entry
@@ -41,24 +44,56 @@ def load_govern_config(settings: WardenSettings) -> GovernConfig:
                         version=f"breaker={policy.version},ownership={ownership.version}")
 
 
-def completion_leaks(redaction: TraceRedaction, subject: Mapping[str, str], at: float) -> list[Finding]:
+def completion_leaks(redaction: TraceRedaction, subject: Mapping[str, str], at: float,
+                     split: EchoSplit | None = None) -> list[Finding]:
     """PII or a secret in what the model *said* is a finding for the breaker: the input
-    is the user's, but the output is ours."""
-    leaked: dict[str, list[str]] = {"pii": [], "secret": []}
-    for found in redaction.findings:
-        if found.field.startswith("output_messages"):
-            category = entity_category(found.entity)
-            if category in leaked:
-                leaked[category].append(found.entity)
+    is the user's, but the output is ours.
+
+    ``split`` (:func:`detectors.redaction.echo.split_echoes`) tells echoes from leaks:
+
+    * PII the same request's user or tools gave and the answer repeats (the user's own
+      e-mail confirmed back) is an echo: no finding. It is still redacted like any
+      value; the governor counts it (``redaction.echoed`` on the stored record, the
+      ``warden_redaction_echoes_total`` metric). PII only the answer holds is
+      ``redaction.pii_in_completion`` (warning), evidence ``echoed`` = the PII echoes
+      beside it.
+    * A secret in the answer is always ``redaction.secret_in_completion`` (critical),
+      echoed or not: an assistant that repeats a credential spreads it (into logs,
+      transcripts, screens). Evidence ``echoed`` says how many of them the request gave.
+
+    Without ``split`` every entity in the answer is a leak.
+    """
+    if split is None:
+        split = EchoSplit(leaked=tuple(f for f in redaction.findings if f.field.startswith("output_messages")))
+    leaked = _by_category(split.leaked)
+    echoed = _by_category(split.echoed)
+    reported = {"pii": leaked.get("pii", []), "secret": leaked.get("secret", []) + echoed.get("secret", [])}
     findings = []
-    for category, entities in leaked.items():
+    for category, entities in reported.items():
         if entities:
             findings.append(Finding(
                 f"redaction.{category}_in_completion", dict(subject), float(len(entities)), 1.0, at,
                 "critical" if category == "secret" else "warning",
                 {"entities": sorted(set(entities)), "count": len(entities),
+                 "echoed": len(echoed.get(category, [])),
                  "policy_version": redaction.policy_version}, "Redactor"))
     return findings
+
+
+def _by_category(found: Sequence[EntityFinding]) -> dict[str, list[str]]:
+    """Entity names of PII and secrets by category (plug-in entities are neither)."""
+    out: dict[str, list[str]] = {}
+    for f in found:
+        category = entity_category(f.entity)
+        if category in ("pii", "secret"):
+            out.setdefault(category, []).append(f.entity)
+    return out
+
+
+def echo_record(split: EchoSplit) -> dict[str, int]:
+    """``{entity: count}`` of the answer's echoes, for the stored redaction record
+    (``redaction.echoed``): counts only, never values."""
+    return dict(sorted(Counter(f.entity for f in split.echoed).items()))
 
 
 def scope_subject(trace: InferenceTrace) -> dict[str, str]:
@@ -121,8 +156,12 @@ class Governor:
                position: tuple[int, int] | None = None) -> Governed:
         """Redact and score one trace; ``position`` (partition, offset) makes a replayed
         trace idempotent for the detectors' state."""
-        redacted, redaction = self.redactor.redact_trace(trace.model_dump(mode="json"))
+        original = trace.model_dump(mode="json")
+        redacted, redaction = self.redactor.redact_trace(original)
         redacted["redaction"] = redaction.to_dict()
+        split = self.echoes(original, redaction)
+        if split is not None and split.echoed:
+            redacted["redaction"]["echoed"] = echo_record(split)
         if self.accountant is not None:
             costing = self.accountant.account(cost_sample(trace))
             redacted["cost_usd"] = costing.cost_usd
@@ -133,10 +172,21 @@ class Governor:
             return Governed(redacted, scope.replayed(*position))
         at = trace.timestamp.timestamp()
         findings = scope.observe(trace, self.context)
-        findings += completion_leaks(redaction, subject, at)
+        findings += completion_leaks(redaction, subject, at, split)
+        if split is not None:
+            for found, source in zip(split.echoed, split.echo_sources, strict=True):
+                METRICS.redaction_echoes.labels(entity_category(found.entity), source).inc()
         if position is not None:
             scope.applied_at(*position, findings)
         return Governed(redacted, findings)
+
+    def echoes(self, original: Mapping[str, Any], redaction: TraceRedaction) -> EchoSplit | None:
+        """The answer's entities split into echoes and leaks (``None`` for a redactor
+        without ``fingerprint``: then every entity in the answer is a leak)."""
+        fingerprint = getattr(self.redactor, "fingerprint", None)
+        if fingerprint is None:
+            return None
+        return split_echoes(original, redaction.findings, fingerprint)
 
     def advance(self, now: float, keys: set[str]) -> list[Finding]:
         """Let time-driven detectors of the given scopes resolve (settle and grace periods)."""

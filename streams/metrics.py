@@ -60,6 +60,10 @@ class WorkerMetrics:
             registry=self.registry)
         self.redactions = Counter("warden_redactions_total", "Values redacted", ["entity"],
                                   registry=self.registry)
+        self.redaction_echoes = Counter(
+            "warden_redaction_echoes_total",
+            "Values in an answer that the same request's user or tools gave (redacted; a PII "
+            "echo is no finding, a secret one still is)", ["category", "source"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,6 +11,7 @@ Public API::
 See ``docs/REDACTION.md`` for entity names, actions and the policy format.
 """
 
+from .echo import EchoSplit, split_echoes
 from .engine import PatternRecognizer, PatternSpec, Recognizer, Span, resolve_overlaps
 from .policy import Action, KeySource, RedactionPolicy, RedactionPolicyError, TraceScope
 from .redactor import (
@@ -24,6 +25,7 @@ from .redactor import (
 
 __all__ = [
     "Action",
+    "EchoSplit",
     "EntityFinding",
     "KeySource",
     "PatternRecognizer",
@@ -39,4 +41,5 @@ __all__ = [
     "builtin_entities",
     "entity_category",
     "resolve_overlaps",
+    "split_echoes",
 ]

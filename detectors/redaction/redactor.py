@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +175,9 @@ class Redactor:
         self.policy = policy
         self._policy_hash = policy.content_hash  # a JSON dump + SHA-256: once, not per trace
         self._key = key or b""
+        # Echo fingerprints (detectors.redaction.echo) are compared in memory within one
+        # trace and never leave this process: a random key of their own, never stored.
+        self._echo_key = secrets.token_bytes(32)
         disabled = set(policy.disabled)
         specs = [s for s in (*PII_SPECS, *SECRET_SPECS) if s.entity not in disabled]
         self._patterns = PatternRecognizer("builtin", specs)
@@ -250,6 +254,13 @@ class Redactor:
         message = f"{entity}\x00{_normalise(entity, value)}".encode("utf-8", "surrogatepass")
         digest = hmac.new(self._key, message, hashlib.sha256).hexdigest()[: self.policy.pseudonym_chars]
         return self.policy.pseudonym_template.format(entity=entity, digest=digest)
+
+    def fingerprint(self, group: str, canonical: str) -> str:
+        """Keyed digest of a canonical value, to tell echoes from leaks
+        (:func:`detectors.redaction.echo.split_echoes`). Its key is random per redactor:
+        a digest means nothing outside this process and is never stored or logged."""
+        message = f"echo\x00{group}\x00{canonical}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._echo_key, message, hashlib.sha256).hexdigest()
 
     def redact(self, text: str, field: str = "text") -> RedactionResult:
         """Redact one string; findings carry ``field`` and offsets into ``text``.
