@@ -1,5 +1,6 @@
 """The Faust app: one way through.
 
+    otlp_spans ──ingest_otlp──▶ traces.raw (OpenTelemetry GenAI spans → InferenceTrace v1)
     traces.raw ──govern──▶ traces.redacted ──store_traces──▶ ClickHouse traces
                     │  └──▶ deadletter ─────store_dead_letters──▶ dead_letters
                     └─────▶ findings (keyed by route) ──decide──▶ alerts, breaker
@@ -86,6 +87,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     governs = settings.role in ("all", "govern")
     drifts = settings.role in ("all", "drift") or (settings.role == "govern" and settings.govern_drift)
     sinks = settings.role in ("all", "sink")
+    ingests = settings.role in ("all", "ingest")
     # Commits hand records to the producer by topic name (streams.state.Commit).
     to_redacted, to_findings, to_alerts, to_breaker, to_usage, to_dead = (
         t.get_topic_name() for t in (redacted, findings, alerts, breaker, usage, dead))
@@ -300,6 +302,11 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     await send_findings(commit, found)
                 METRICS.stage_seconds.labels("drift").observe(time.perf_counter() - started)
 
+    if ingests:
+        from streams.otlp.agent import add_ingest_agent  # OTLP spans → the raw topic (streams/otlp)
+
+        add_ingest_agent(app, settings, fence, raw.get_topic_name(), to_dead)
+
     if sinks:
         for name, source in (("traces", redacted), ("findings", findings), ("alerts", alerts),
                              ("breaker_events", breaker), ("change_events", changes),
@@ -361,11 +368,12 @@ def consumer_group(settings: WardenSettings) -> str:
     """Kafka assigns partitions per worker, not per agent, so every worker of a consumer
     group must run the same agents: governing workers (``all``, ``govern``) share
     ``WARDEN_APP_ID``, storing-only workers (``sink``) use ``WARDEN_APP_ID-sink`` and
-    drift-only workers (``drift``) ``WARDEN_APP_ID-drift``. (In one group a ``govern`` worker
+    drift-only workers (``drift``) ``WARDEN_APP_ID-drift``, OTLP-ingest-only workers (``ingest``)
+    ``WARDEN_APP_ID-ingest``. (In one group a ``govern`` worker
     would consume, and commit, findings that only a ``sink`` worker stores.) Do not mix
     ``all`` and ``govern`` workers: scale out with more ``all`` workers, or with ``govern``
     workers plus ``sink`` (and ``drift``) workers."""
-    return f"{settings.app_id}-{settings.role}" if settings.role in ("sink", "drift") else settings.app_id
+    return f"{settings.app_id}-{settings.role}" if settings.role in ("sink", "drift", "ingest") else settings.app_id
 
 
 def _sink_agent(app: faust.App, source: faust.TopicT, table: str, settings: WardenSettings,

@@ -39,7 +39,7 @@ def settings() -> WardenSettings:
 @app.command()
 def worker(
     role: Annotated[str | None, typer.Option(
-        help="all | govern (scales out) | sink (owns ClickHouse) | drift (embedding and scalar drift"
+        help="all | govern (scales out) | sink (owns ClickHouse) | ingest (OTLP spans → raw topic) | drift (embedding and scalar drift"
              " only, e.g. on GPU nodes); default WARDEN_ROLE or all")] = None,
     web_port: Annotated[int | None, typer.Option(help="Faust web port (metrics, /sql)")] = None,
 ) -> None:
@@ -48,8 +48,8 @@ def worker(
 
     overrides: dict[str, object] = {}
     if role is not None:
-        if role not in ("all", "govern", "sink", "drift"):
-            raise typer.BadParameter(f"role {role!r}: use all, govern, sink or drift")
+        if role not in ("all", "govern", "sink", "drift", "ingest"):
+            raise typer.BadParameter(f"role {role!r}: use all, govern, sink, drift or ingest")
         overrides["role"] = role
     if web_port is not None:
         overrides["web_port"] = web_port
@@ -265,7 +265,7 @@ def _register_optional() -> None:
     import importlib
 
     for module in ("streams.cli_redact", "streams.cli_drift", "streams.cli_replay", "streams.cli_change",
-                   "streams.cli_breaker", "streams.cli_audit"):
+                   "streams.cli_breaker", "streams.cli_audit", "streams.otlp.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -108,7 +108,7 @@ class WardenSettings(BaseSettings):
     config_dir: Path = CONFIG_DIR
     # Which agents this worker runs: "all", or "govern" (validate/redact/score, scales
     # out), or "sink" (owns ClickHouse; one process with the embedded engine).
-    role: Literal["all", "govern", "sink", "drift"] = "all"
+    role: Literal["all", "govern", "sink", "drift", "ingest"] = "all"
     # Whether --role govern workers also run the drift agent; false when --role drift
     # workers (their own consumer group) run it.
     govern_drift: bool = True
@@ -132,9 +132,19 @@ class WardenSettings(BaseSettings):
     # Fault-injection hook (tests, game days): ClickHouse writes fail while this file exists.
     sink_outage_file: Path | None = None
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    # OTLP ingest (streams/otlp, README "OpenTelemetry GenAI spans"): topics the Collector's
+    # kafka exporter writes, each "name" (encoding recognised from the bytes) or
+    # "name=otlp_proto|otlp_json"; not prefixed, since the Collector owns them. Read by
+    # --role all and --role ingest workers. WARDEN_OTLP_TOPICS is a JSON list.
+    otlp_topics: list[str] = Field(default_factory=lambda: ["otlp_spans"])
+    otlp_mapping_file: Path | None = None  # default: config_dir / otlp-mapping.yaml
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def otlp_mapping_path(self) -> Path:
+        return self.otlp_mapping_file or self.config_dir / "otlp-mapping.yaml"
 
     @property
     def embedded_clickhouse(self) -> bool:

@@ -27,6 +27,8 @@ CONFIG_FILES: dict[str, ComponentKind] = {
     "budgets.yaml": ComponentKind.detector_config,
     "detectors.yaml": ComponentKind.detector_config,
     "owners.yaml": ComponentKind.ownership_registry,
+    # Where OTLP spans' tenant and route come from: a new version can move traffic between routes.
+    "otlp-mapping.yaml": ComponentKind.detector_config,
 }
 
 

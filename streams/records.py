@@ -19,7 +19,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from streams.message_parts import parts_text, tool_calls_from_parts
 
 TRACE_SCHEMA_VERSION = 1
 
@@ -53,6 +62,22 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: str = Field(max_length=32)
     content: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parts_as_content(cls, data: Any) -> Any:
+        # The GenAI conventions' shape ({"role", "parts": [...]}) is accepted too: text parts
+        # become the content, other parts are described (streams.message_parts), so that
+        # redaction and drift see what the message said instead of an empty string.
+        if not isinstance(data, dict):
+            return data
+        if data.get("content") is None and "content" in data:  # tool-call turns
+            data = {**data, "content": ""}
+        if data.get("parts") and not data.get("content"):
+            return {**data, "content": parts_text(data["parts"])}
+        if isinstance(data.get("content"), list):  # OpenAI's content parts
+            return {**data, "content": parts_text(data["content"])}
+        return data
 
 
 class ToolCall(BaseModel):
@@ -117,6 +142,18 @@ class InferenceTrace(BaseModel):
     attempt: int = Field(default=1, ge=1, le=1000)
     data_classification: Literal["public", "internal", "confidential", "restricted"] = "internal"
     metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tool_calls_from_parts(cls, data: Any) -> Any:
+        # Messages in the ``parts`` shape carry their tool calls as parts: without a
+        # ``tool_calls`` list of its own, the trace takes them from there (the calls its
+        # output asks for, and the results its input answers them with).
+        if isinstance(data, dict) and not data.get("tool_calls"):
+            calls = tool_calls_from_parts(data.get("input_messages"), data.get("output_messages"))
+            if calls:
+                return {**data, "tool_calls": calls}
+        return data
 
     @field_validator("schema_version")
     @classmethod

@@ -66,6 +66,10 @@ def run_worker(settings: WardenSettings) -> None:
     check_web_exposure(settings)  # before anything starts: never listen exposed without a token
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     created = ensure_topics(settings)
+    if settings.role in ("all", "ingest"):
+        from streams.otlp.agent import ensure_otlp_topics
+
+        created += ensure_otlp_topics(settings)
     log.info("worker_starting", role=settings.role, kafka=settings.kafka_bootstrap, topics_created=created,
              web=f"http://{settings.web_host}:{settings.web_port}", web_bind=settings.web_bind)
     wiring = build_wiring(settings)
