@@ -40,6 +40,8 @@ class Pipeline:
             "WARDEN_WEB_PORT": str(web_port),
             "WARDEN_DATA_DIR": str(self.workdir / f"worker-{web_port}"),
             "WARDEN_ROLE": role,
+            # Each deployment reads its own OTLP topic, never the shared default `otlp_spans`.
+            "WARDEN_OTLP_TOPICS": json.dumps([self.topic("otlp_spans")]),
             "WARDEN_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
             # A killed worker's partitions move after 15 s, not the default 30: kill -9 tests
