@@ -5,7 +5,8 @@ Incidents are ``NAME[@START[:LENGTH]]`` with START and LENGTH as fractions of th
 
 * ``error_burst`` – the first route's first model fails 60% of requests;
 * ``pii`` / ``secret`` – planted personal data / credentials in prompts, completions,
-  tool arguments and metadata (what was planted is returned, for canary checks);
+  tool arguments and metadata (what was planted is returned, for canary checks); most
+  ``pii`` answers echo the user's own value, every fourth leaks another customer's;
 * ``malformed`` – 1% of records are broken bytes, wrong types or missing fields;
 * ``cost`` – the second route's prompts grow by 60% (input tokens);
 * ``drift`` – the third route's prompts move to another topic.
@@ -108,10 +109,13 @@ def make_trace(plan: LoadPlan, i: int, rng: random.Random, now: datetime) -> dic
     if plan.active("pii", i):
         value = PII[i % len(PII)]
         prompt = f"{prompt} My contact is {value}."
-        completion = f"{completion} I will reach you at {value}."
+        # Most answers echo the user's own contact (redacted, not a leak); every fourth one
+        # discloses another customer's, which is a leak (docs/REDACTION.md, echoes).
+        leaked = PII[(i + 3) % len(PII)] if i % 4 == 0 else value
+        completion = f"{completion} I will reach you at {leaked}."
         tool_args["customer"] = value
         metadata["customer_ref"] = value
-        plan.planted.append(value)
+        plan.planted.extend([value] if leaked == value else [value, leaked])
     if plan.active("secret", i):
         value = SECRETS[i % len(SECRETS)]
         prompt = f"{prompt} Use the api key {value} for the call."
