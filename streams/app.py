@@ -133,10 +133,12 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     trace = step.trace
                     if trace is None:
                         continue
-                    touched.add(trace.partition_key)
+                    if step.overflow is None:  # an overflowed scope has no detector state to save
+                        touched.add(trace.partition_key)
                     if step.body:
                         outputs.append((to_redacted, trace.partition_key.encode(), step.body))
-                    outputs.append((to_usage, b"usage", wiring.usage_record(trace, (msg.partition, msg.offset))))
+                    outputs.append((to_usage, b"usage", wiring.usage_record(trace, (msg.partition, msg.offset),
+                                                                            overflow=step.overflow is not None)))
                     found.extend(step.findings)
                     newest = max(newest, trace.timestamp.timestamp())
                 found.extend(wiring.governor.advance(newest, touched))
@@ -146,14 +148,20 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         # committed offset with the table's state, so this worker's view of
                         # these scopes must neither reach the table nor decide anything.
                         wiring.governor.forget(touched)
+                        wiring.governor.drop_removed()  # not deleted: the replay decides again
                         METRICS.batches_fenced.labels("govern").inc()
                         continue
                     states, traffic = wiring.governor.checkpoint(touched)
+                    scope_cap = wiring.governor.scope_cap_finding()  # while scopes overflow
+                    found.extend([scope_cap] if scope_cap is not None else [])
                     # Findings before the bulk of the outputs: they are what the breaker is
                     # waiting for. Traffic first: a finding is judged against its route's traffic.
                     await send_findings(commit, traffic + found)
                     for key, state in states.items():
                         scope_state[key] = state
+                    for key in wiring.governor.take_removed():  # a tombstone: a restart leaves it out
+                        if key in scope_state:
+                            del scope_state[key]
                     for topic_name, key_, value in outputs:
                         await commit.send(topic_name, key_, value)
                 METRICS.traces.inc(len(events))
@@ -299,6 +307,9 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         continue
                     for key, state in due.items():
                         drift_state[key] = state
+                    for key in wiring.drift.take_removed():  # a tombstone: a restart leaves it out
+                        if key in drift_state:
+                            del drift_state[key]
                     await send_findings(commit, found)
                 METRICS.stage_seconds.labels("drift").observe(time.perf_counter() - started)
 

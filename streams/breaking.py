@@ -23,6 +23,7 @@ from detectors.breaker import (
 from detectors.findings import Finding
 from streams.alerting import AlertGrouper, GroupingPolicy
 from streams.config import WardenSettings
+from streams.metrics import METRICS
 from streams.records import BreakerSignal, BreakerState
 
 TRAFFIC = "breaker.traffic"
@@ -61,6 +62,7 @@ class BreakerDecider:
         self.grouping = grouping or GroupingPolicy()
         self._engines: dict[str, tuple[int, BreakerPolicyEngine, AlertGrouper]] = {}
         self.alert_only: list[Transition] = []
+        self.forgotten = 0  # idle routes whose state tick() deleted
 
     @classmethod
     def from_settings(cls, settings: WardenSettings) -> BreakerDecider:
@@ -123,7 +125,20 @@ class BreakerDecider:
             if transitions:
                 self._save(route, engine, states)
                 out += self._signals(transitions)
+            elif engine.idle() and self._quiet(route, now):
+                # Routes are producer-chosen names (security issue 16): an idle route's state
+                # is deleted (a tombstone on the changelog), so neither memory nor a restart
+                # keeps every route ever named. A route with an open breaker is never idle.
+                del states[route]
+                self._engines.pop(route, None)
+                self.forgotten += 1
+                METRICS.scopes_removed.labels("route").inc()
         return out
+
+    def _quiet(self, route: str, now: float) -> bool:
+        """No alert group of the route still within its grouping window."""
+        window = self.grouping.group_window_s
+        return all(now - float(g.get("last_seen", 0.0)) > window for g in self._engines[route][2].groups.values())
 
     def _signals(self, transitions: list[Transition]) -> list[BreakerSignal]:
         signals = []

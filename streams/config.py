@@ -114,6 +114,20 @@ class WardenSettings(BaseSettings):
     govern_drift: bool = True
     log_level: str = "INFO"
     pseudonym_key: SecretStr | None = None
+    # Cardinality caps (streams/cardinality.py, docs/SECURITY.md "Cardinality"): route and
+    # model are producer-chosen, so the (route, model) scopes holding detector state are
+    # capped per worker, per route and per tenant; beyond them a trace is stored and
+    # redacted but updates no detector. Decoded detectors idle scope_idle_s leave memory (the
+    # table keeps them); at the cap a scope idle scope_reclaim_s gives its slot; a scope idle
+    # scope_ttl_s is deleted (a changelog tombstone) even below the cap.
+    scope_max_total: int = Field(default=5_000, ge=1)
+    scope_max_per_route: int = Field(default=64, ge=1)
+    scope_max_per_tenant: int = Field(default=2_000, ge=1)
+    scope_idle_s: float = Field(default=600.0, gt=0)
+    scope_reclaim_s: float = Field(default=900.0, gt=0)
+    scope_ttl_s: float = Field(default=86_400.0, gt=0)
+    # At most one cardinality.scope_cap finding (and log line) per this many seconds.
+    scope_alert_every_s: float = Field(default=60.0, gt=0)
     # Ed25519 seed (64 hex digits) that signs audit checkpoints; unsigned when absent.
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_every: int = 1000

@@ -7,7 +7,9 @@ redaction or storage) and by ``warden replay``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +18,7 @@ import structlog
 from detectors.drift import DriftConfig, EmbeddingDriftDetector, RiskSampler, ScalarDriftMonitor
 from detectors.findings import Finding
 from detectors.ownership import looks_like_refusal
+from streams.cardinality import ScopeAdmission, ScopeLimits, held_scopes
 from streams.metrics import METRICS
 from streams.records import InferenceTrace, TraceStatus
 from streams.values import completion_text, prompt_text
@@ -171,10 +174,21 @@ class DriftStage:
     skips up to that much drift evidence, which moves a statistical test by little and
     never loses a trace (the redacted topic is replayed from the committed offset)."""
 
-    def __init__(self, drift: TraceDrift, checkpoint_s: float = 30.0):
+    def __init__(self, drift: TraceDrift, checkpoint_s: float = 30.0, limits: ScopeLimits | None = None):
         self.drift = drift
         self.checkpoint_s = checkpoint_s
         self._saved_at: dict[str, float] = {}
+        # Drift state is the largest per scope (embedding windows), and a drift worker may be
+        # another process than govern, so it bounds its own scopes with the same caps
+        # (streams/cardinality.py): traces the governor overflowed never reach it, and a scope
+        # govern reclaimed later expires or gives its slot here too.
+        limits = limits or ScopeLimits()
+        # Only the total cap: the governor already applied the per-route and per-tenant ones.
+        self.admission = ScopeAdmission(replace(limits, max_per_route=sys.maxsize, max_per_tenant=sys.maxsize))
+        self._used_at: dict[str, float] = {}  # wall time of each in-memory scope's last trace
+        self._swept_at = 0.0
+        self._restored_len = -1
+        self.removed: dict[str, str] = {}  # keys to delete from the table, and why
 
     def _load(self, trace: InferenceTrace, states: Mapping[str, Any]) -> None:
         key = trace.partition_key
@@ -195,6 +209,7 @@ class DriftStage:
                 now: float) -> tuple[list[Finding], dict[str, Any]]:
         """Findings, and the scope states due for a checkpoint (the caller writes them:
         a Faust table may only be written from the event loop, and this runs in a thread)."""
+        traces = [t for t in traces if self._admit(t, states, now)]
         for trace in traces:
             self._load(trace, states)
         found: list[Finding] = []
@@ -202,12 +217,61 @@ class DriftStage:
             found += self.drift.observe(trace, vectors)
         due: dict[str, Any] = {}
         for key in {t.partition_key for t in traces}:
+            self._used_at[key] = now
             if now - self._saved_at.get(key, 0.0) >= self.checkpoint_s:
-                due[key] = self.drift.scopes[key].to_state()
+                due[key] = self._state(key, now)
                 self._saved_at[key] = now
+        due.update(self._sweep(now))
         return found, due
+
+    def _state(self, key: str, seen_at: float) -> dict[str, Any]:
+        return {**self.drift.scopes[key].to_state(), "seen_at": seen_at}
+
+    def _admit(self, trace: InferenceTrace, states: Mapping[str, Any], now: float) -> bool:
+        if len(states) - len(self.removed) > len(self.admission) and len(states) != self._restored_len:
+            self._restored_len = len(states)  # restored or gained: read once per change
+            for key in self.admission.restore(held_scopes(states, set(self.removed), now)):
+                self._drop(key, "trimmed")
+        overflow, reclaimed = self.admission.admit(trace.partition_key, trace.route, trace.tenant, now, states)
+        if reclaimed is not None:
+            self._drop(reclaimed, "drift")
+        return overflow is None
+
+    def _drop(self, key: str, why: str) -> None:
+        self.drift.scopes.pop(key, None)
+        self._used_at.pop(key, None)
+        self._saved_at.pop(key, None)
+        self.removed[key] = why
+
+    def take_removed(self) -> list[str]:
+        """Keys whose drift state the caller deletes (a tombstone) with this batch."""
+        out, self.removed = self.removed, {}
+        for why in out.values():
+            METRICS.scopes_removed.labels(why).inc()
+        return list(out)
+
+    def _sweep(self, now: float) -> dict[str, Any]:
+        """Scopes unused for ``idle_s`` leave memory, each with a last checkpoint (the table
+        holds them; ``_load`` decodes one again when its traffic returns); those unseen for
+        ``ttl_s`` are deleted. At most every 10 s: the sweep walks every scope in memory."""
+        if now - self._swept_at < min(self.admission.limits.idle_s, 10.0):
+            return {}
+        self._swept_at = now
+        last: dict[str, Any] = {}
+        for key in [k for k, at in self._used_at.items() if now - at >= self.admission.limits.idle_s]:
+            if key in self.drift.scopes and self._saved_at.get(key, 0.0) < self._used_at[key]:
+                last[key] = self._state(key, self._used_at[key])
+            self.drift.scopes.pop(key, None)
+            self._used_at.pop(key, None)
+            self._saved_at.pop(key, None)
+        for key in self.admission.expire(now):
+            last.pop(key, None)
+            self._drop(key, "drift")
+        return last
 
     def forget(self) -> None:
         """After a rebalance: reload every scope from the table on next use."""
         self.drift.scopes.clear()
         self._saved_at.clear()
+        self._used_at.clear()
+        self.removed.clear()

@@ -34,6 +34,7 @@ class GovernStep:
     trace: InferenceTrace | None = None
     body: bytes = b""  # the governed (redacted) record, serialized and within the size limit
     findings: list[Finding] = field(default_factory=list)
+    overflow: str | None = None  # beyond a cardinality cap (streams/cardinality.py): no detector state
 
 
 def govern_one(governor: Governor, value: bytes | None, where: SourcePosition, states: Mapping[str, Any], *,
@@ -53,6 +54,8 @@ def govern_one(governor: Governor, value: bytes | None, where: SourcePosition, s
         log.exception("govern_failed", partition=where.partition, offset=where.offset)
         return _rejected(value, RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}"), where)
     out.redacted["_partition"], out.redacted["_offset"] = where.partition, where.offset
+    if out.overflow is not None:
+        out.redacted["_scope_overflow"] = out.overflow  # the drift stage keeps no state for it either
     body = dumps(out.redacted)
     if len(body) > max_output_bytes:
         # Redaction can grow a record (placeholders, JSON escapes of non-ASCII text): sending
@@ -63,8 +66,8 @@ def govern_one(governor: Governor, value: bytes | None, where: SourcePosition, s
         log.warning("dead_letter", kind="oversized_output", bytes=len(body), limit=max_output_bytes,
                     partition=where.partition, offset=where.offset)
         return GovernStep(dead=oversized_output(trace, body, max_output_bytes, where), trace=trace,
-                          findings=out.findings)
-    return GovernStep(trace=trace, body=body, findings=out.findings)
+                          findings=out.findings, overflow=out.overflow)
+    return GovernStep(trace=trace, body=body, findings=out.findings, overflow=out.overflow)
 
 
 def _rejected(value: bytes | None, rejection: RejectedTrace, where: SourcePosition) -> GovernStep:

@@ -9,9 +9,9 @@ behaves the same everywhere. It turns nothing into Kafka or ClickHouse records;
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -24,6 +24,13 @@ from detectors.ownership import ChangeLedger, OwnershipRegistry, OwnershipSettin
 from detectors.redaction.echo import EchoSplit, split_echoes
 from detectors.redaction.redactor import EntityFinding, TraceRedaction, entity_category
 from streams.breaking import traffic_finding
+from streams.cardinality import (
+    OVERFLOW_MODEL,
+    OVERFLOW_ROUTE,
+    ScopeAdmission,
+    ScopeLimits,
+    held_scopes,
+)
 from streams.config import WardenSettings
 from streams.metrics import METRICS
 from streams.records import ChangeEvent, InferenceTrace
@@ -96,6 +103,13 @@ def echo_record(split: EchoSplit) -> dict[str, int]:
     return dict(sorted(Counter(f.entity for f in split.echoed).items()))
 
 
+def scope_limits(settings: WardenSettings) -> ScopeLimits:
+    return ScopeLimits(max_total=settings.scope_max_total, max_per_route=settings.scope_max_per_route,
+                       max_per_tenant=settings.scope_max_per_tenant, idle_s=settings.scope_idle_s,
+                       reclaim_s=settings.scope_reclaim_s, ttl_s=settings.scope_ttl_s,
+                       alert_every_s=settings.scope_alert_every_s)
+
+
 def scope_subject(trace: InferenceTrace) -> dict[str, str]:
     return {"route": trace.route, "model": trace.request_model}
 
@@ -106,6 +120,7 @@ class Governed:
 
     redacted: dict[str, Any]
     findings: list[Finding]
+    overflow: str | None = None  # the cardinality cap it was beyond: no detector state (streams/cardinality.py)
 
 
 class Governor:
@@ -116,18 +131,27 @@ class Governor:
     it survives restarts and moves with rebalances), a plain dict in replay and tests.
     """
 
-    def __init__(self, redactor: Any, config: GovernConfig, *, prices: Any = None):
+    def __init__(self, redactor: Any, config: GovernConfig, *, prices: Any = None,
+                 limits: ScopeLimits | None = None, clock: Callable[[], float] = time.time):
         self.redactor = redactor
         self.config = config
         self.accountant = CostAccountant(prices) if prices is not None else None
         self.context = Context(ChangeLedger(config.ownership.ledger), config.registry,
                                learn_until=time.time() + config.ownership.versions.learn_s)
-        self._scopes: dict[str, ScopeDetectors] = {}
+        # Decoded detectors, least recently used first: those idle for limits.idle_s leave
+        # memory at a checkpoint and are decoded from the table again when needed.
+        self._scopes: OrderedDict[str, ScopeDetectors] = OrderedDict()
+        self.admission = ScopeAdmission(limits or ScopeLimits())
+        self.clock = clock  # wall time: a producer's event time must not decide what is idle
+        # Scopes whose state the caller deletes with the batch (reason per key, for the metric).
+        self._removed: dict[str, str] = {}
+        self._expired_at = self.clock()
+        self._restored_len = -1
 
     @classmethod
     def from_settings(cls, settings: WardenSettings, redactor: Any) -> Governor:
         prices = load_price_catalog(settings.config_dir / "prices.yaml")
-        return cls(redactor, load_govern_config(settings), prices=prices)
+        return cls(redactor, load_govern_config(settings), prices=prices, limits=scope_limits(settings))
 
     def add_changes(self, events: list[ChangeEvent]) -> None:
         for event in events:
@@ -136,6 +160,8 @@ class Governor:
     def scope(self, key: str, subject: Mapping[str, str], states: Mapping[str, Any]) -> ScopeDetectors:
         stored = states.get(key)
         cached = self._scopes.get(key)
+        if cached is not None:
+            self._scopes.move_to_end(key)
         # The table is the truth; the cache only saves a decode while the table still holds
         # what this cache last wrote or read (after a rebalance another worker may have
         # advanced this scope). Mid-batch the cache is ahead of the table by design.
@@ -167,7 +193,19 @@ class Governor:
             redacted["cost_usd"] = costing.cost_usd
         redacted["refused"] = is_refusal(trace)
         subject = scope_subject(trace)
+        now = self.clock()
+        overflow = self._admit(trace, states, now)
+        if overflow is not None:
+            # Stored and redacted like any trace, but no detector state: its per-trace
+            # findings go to the overflow scope, naming the scope they came from.
+            METRICS.scope_overflow.labels(overflow).inc()
+            leaks = completion_leaks(redaction, {"route": OVERFLOW_ROUTE, "model": OVERFLOW_MODEL},
+                                     trace.timestamp.timestamp(), split)
+            return Governed(redacted, [replace(leak, evidence={**leak.evidence, "scope": subject})
+                                       for leak in leaks], overflow)
         scope = self.scope(trace.partition_key, subject, states)
+        scope.tenant = scope.tenant or trace.tenant
+        scope.seen_at = now
         if position is not None and scope.already_applied(*position):
             return Governed(redacted, scope.replayed(*position))
         at = trace.timestamp.timestamp()
@@ -179,6 +217,59 @@ class Governor:
         if position is not None:
             scope.applied_at(*position, findings)
         return Governed(redacted, findings)
+
+    def _admit(self, trace: InferenceTrace, states: Mapping[str, Any], now: float) -> str | None:
+        """The overflow reason, or None when the trace's scope may hold state."""
+        if len(states) - len(self._removed) > len(self.admission) and len(states) != self._restored_len:
+            # Scopes in the table the admission does not know: restored at start or gained
+            # in a rebalance. Read once per such change (at most the cap's scopes; not again
+            # until the table's size changes, should it hold records that are no state); any
+            # beyond the cap (it was lowered) are deleted, so a restart honours it.
+            self._restored_len = len(states)
+            for key in self.admission.restore(held_scopes(states, set(self._removed), now)):
+                self._remove(key, "trimmed")
+        overflow, reclaimed = self.admission.admit(trace.partition_key, trace.route, trace.tenant, now, states)
+        if reclaimed is not None:
+            self._remove(reclaimed, "reclaimed")
+        return overflow
+
+    def _remove(self, key: str, why: str) -> None:
+        self._scopes.pop(key, None)
+        self._removed[key] = why
+
+    def take_removed(self) -> list[str]:
+        """Scopes reclaimed, expired or trimmed since the last call: the caller deletes their
+        state with this batch (a tombstone on the changelog)."""
+        out, self._removed = self._removed, {}
+        for why in out.values():
+            METRICS.scopes_removed.labels(why).inc()
+        return list(out)
+
+    def drop_removed(self) -> None:
+        """A fenced batch: nothing is deleted; the admission relearns these from the table."""
+        self._removed = {}
+
+    def scope_cap_finding(self) -> Finding | None:
+        """The periodic ``cardinality.scope_cap`` finding while scopes overflow (logged too)."""
+        METRICS.scopes_held.set(len(self.admission))
+        finding = self.admission.report(self.clock())
+        if finding is not None:
+            log.warning("scope_cap_exceeded", **{k: v for k, v in finding.evidence.items() if k != "why"})
+        return finding
+
+    def evict_idle(self, keep: set[str]) -> int:
+        """Drop decoded detectors unused for ``idle_s`` (their state stays in the table)."""
+        deadline = time.monotonic() - self.admission.limits.idle_s
+        evicted = 0
+        while self._scopes:
+            key, scope = next(iter(self._scopes.items()))
+            if scope.used_at > deadline or key in keep:
+                break
+            del self._scopes[key]
+            evicted += 1
+        if evicted:
+            METRICS.scopes_evicted.inc(evicted)
+        return evicted
 
     def echoes(self, original: Mapping[str, Any], redaction: TraceRedaction) -> EchoSplit | None:
         """The answer's entities split into echoes and leaks (``None`` for a redactor
@@ -207,12 +298,20 @@ class Governor:
             if scope is None:
                 continue
             scope.close_batch()
+            # A tripped scope (its breaker open or opening) is never reclaimed nor expired.
+            self.admission.pin(key, scope.error_rate.tripped)
             states[key] = scope.to_state()
             scope.saved_seq = scope.seq
             if scope.batch_requests:
                 traffic.append(traffic_finding(scope.subject["route"], scope.subject["model"],
                                                scope.batch_requests, scope.batch_errors, scope.batch_last_at))
             scope.batch_requests = scope.batch_errors = 0
+        self.evict_idle(keys)
+        now = self.clock()
+        if now - self._expired_at >= min(60.0, self.admission.limits.ttl_s):  # a cheap sweep, not per batch
+            self._expired_at = now
+            for key in self.admission.expire(now):
+                self._remove(key, "expired")
         return states, traffic
 
     def forget(self, keys: set[str] | None = None) -> None:

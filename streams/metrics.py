@@ -65,6 +65,21 @@ class WorkerMetrics:
             "Values in an answer that the same request's user or tools gave (redacted; a PII "
             "echo is no finding, a secret one still is)", ["category", "source"], registry=self.registry)
 
+        self.scope_overflow = Counter(
+            "warden_scope_overflow_total",
+            "Traces whose (route, model) scope was beyond a cardinality cap (reason: total, per_route, "
+            "per_tenant): stored and redacted, no detector state", ["reason"], registry=self.registry)
+        self.scopes_held = Gauge("warden_scopes_held", "Scopes holding detector state in this worker",
+                                 registry=self.registry)
+        self.scopes_removed = Counter(
+            "warden_scopes_removed_total",
+            "Scope states deleted (a changelog tombstone) by why: reclaimed (gave its slot at the cap), "
+            "expired (idle WARDEN_SCOPE_TTL_S), trimmed (beyond the cap at restore), route (an idle "
+            "breaker route), drift (idle drift state)", ["why"], registry=self.registry)
+        self.scopes_evicted = Counter("warden_scopes_evicted_total",
+                                      "Idle scopes whose decoded detectors left memory (state kept in the table)",
+                                      registry=self.registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

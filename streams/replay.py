@@ -174,6 +174,8 @@ class Replay:
         found += self.governor.advance(newest, touched)
         states, _traffic = self.governor.checkpoint(touched)  # traffic summaries are not findings
         self.states.update(states)
+        for key in self.governor.take_removed():  # what the worker deletes from its table
+            self.states.pop(key, None)
         found += self.economics.update(usage, self.cost_states)
         batch.findings = [self.record(f) for f in found if f.kind != TRAFFIC]
         return batch

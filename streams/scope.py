@@ -6,6 +6,7 @@ the detectors' own bounds (a few KB without embeddings, < 40 KB with them).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,9 @@ class ScopeDetectors:
         self.versions = versions or VersionWatcher(own.versions, learn_until=learn_until)
         self.components = components or UnownedComponentTracker(own.components)
         self.seq = 0
+        self.tenant = ""  # the tenant of the trace that created the scope (per-tenant cap)
+        self.seen_at = 0.0  # wall time (s) of the last trace: reclaiming and expiring idle scopes
+        self.used_at = time.monotonic()  # last use in memory: evicting idle decoded detectors
         self.saved_seq: int | None = None  # seq last written to / read from the table
         # Effectively-once under at-least-once delivery: the highest source offset applied
         # per partition, and the findings of the last checkpointed batch. A batch replayed
@@ -78,6 +82,7 @@ class ScopeDetectors:
 
     def observe(self, trace: InferenceTrace, context: Context) -> list[Finding]:
         self.seq += 1
+        self.used_at = time.monotonic()
         at = trace.timestamp.timestamp()
         is_error = trace.status == TraceStatus.error
         self.batch_requests += 1
@@ -123,7 +128,8 @@ class ScopeDetectors:
         return found + self.components.advance(now, context.registry.version)
 
     def to_state(self) -> dict[str, Any]:
-        return {"v": 2, "seq": self.seq, "subject": self.subject, "applied": self.applied,
+        return {"v": 2, "seq": self.seq, "subject": self.subject, "tenant": self.tenant,
+                "seen_at": self.seen_at, "tripped": self.error_rate.tripped, "applied": self.applied,
                 "outbox": self.outbox,
                 "error_rate": self.error_rate.to_state(), "change": self.change.to_state(),
                 "versions": self.versions.to_state(), "components": self.components.to_state()}
@@ -142,6 +148,8 @@ class ScopeDetectors:
             if "components" in state else None,
         )
         scope.seq = int(state.get("seq", 0))
+        scope.tenant = str(state.get("tenant", ""))
+        scope.seen_at = float(state.get("seen_at") or 0.0)
         scope.applied = {str(k): int(v) for k, v in (state.get("applied") or {}).items()}
         scope.outbox = list(state.get("outbox") or [])
         return scope

@@ -59,11 +59,18 @@ class StateTable(MutableMapping[str, Any]):
         table.value_serializer = table.changelog_topic.value_serializer = CODEC
         send_changelog = table.send_changelog
 
-        def tracked(*args: Any, **kwargs: Any) -> Any:
+        def tracked(partition: int | None, key: Any, *args: Any, **kwargs: Any) -> Any:
+            # The partition is named here, not left to the producer's partitioner (what
+            # use_partitioner does): Faust's on_key_del asserts that the changelog record it
+            # sent has a partition, so deleting a key (the tombstone a cardinality eviction
+            # writes, streams/cardinality.py) failed with use_partitioner. murmur2, as the
+            # producer's default partitioner would choose.
+            if partition is None and isinstance(key, bytes):
+                partition = (murmur2(key) & 0x7FFFFFFF) % partitions  # partition_of, on the bytes
             # Faust queues changelog records in its producer buffer, whose flush() gives up
             # after 0.1 s without progress: a busy loop could acknowledge a batch whose state
             # was not yet in Kafka. Commits wait for these futures instead (Commit.delivered).
-            future = send_changelog(*args, **kwargs)
+            future = send_changelog(partition, key, *args, **kwargs)
             UNCONFIRMED_CHANGELOG.track(future)
             return future
 

@@ -19,10 +19,11 @@ from sinks.audit import AuditLog, alert_records, breaker_records, finding_record
 from sinks.audit_signing import parse_seed
 from sinks.clickhouse import ClickHouseStore, batch_token
 from streams.breaking import TRAFFIC, BreakerDecider
+from streams.cardinality import OVERFLOW_MODEL, OVERFLOW_ROUTE
 from streams.config import WardenSettings
 from streams.drift_stage import DriftStage, TraceDrift
 from streams.economics import Economics
-from streams.governor import Governor
+from streams.governor import Governor, scope_limits
 from streams.guard.clock import EventTimeBounds, decision_time
 from streams.guard.sink_rows import store_batch
 from streams.ledger import ChangeFollower
@@ -75,7 +76,7 @@ class Wiring:
         self.decider = decider
         self.economics = economics or Economics.from_settings(settings)
         self.changes = changes
-        self.drift = drift or DriftStage(TraceDrift(*drift_settings(settings)))
+        self.drift = drift or DriftStage(TraceDrift(*drift_settings(settings)), limits=scope_limits(settings))
         self._store = store
         self.audit = (AuditLog(store, signing_key=audit_seed(settings),
                                checkpoint_every=settings.audit_checkpoint_every)
@@ -103,10 +104,20 @@ class Wiring:
             self.governor.add_changes(events)
             self.economics.add_changes(events)
 
-    def usage_record(self, trace: InferenceTrace, source: tuple[int, int] | None = None) -> dict[str, Any]:
+    def usage_record(self, trace: InferenceTrace, source: tuple[int, int] | None = None, *,
+                     overflow: bool = False) -> dict[str, Any]:
         """``source`` (raw partition, offset) lets the economics agent apply a usage record
-        once although a replayed raw batch sends it again."""
-        record = cost_sample_record(cost_sample(trace))
+        once although a replayed raw batch sends it again.
+
+        ``overflow``: the trace's scope was beyond a cardinality cap (streams/cardinality.py).
+        Its cost still counts (tenant and application budgets, accounting), but under the
+        overflow route and model, so producer-chosen names grow no per-(route, model) cost
+        detectors. The model it asked for stays the one it is priced by."""
+        sample = cost_sample(trace)
+        if overflow:
+            sample = replace(sample, route=OVERFLOW_ROUTE, request_model=OVERFLOW_MODEL,
+                             response_model=sample.response_model or sample.request_model)
+        record = cost_sample_record(sample)
         if source is not None:
             record["_source"] = list(source)
         return record
@@ -118,7 +129,8 @@ class Wiring:
 
     def drift_batch(self, records: Sequence[Mapping[str, Any]],
                     states: Any) -> tuple[list[Finding], dict[str, Any]]:
-        traces = [InferenceTrace.model_validate(r) for r in records]
+        # Scopes beyond the cardinality cap hold no drift state either (streams/cardinality.py).
+        traces = [InferenceTrace.model_validate(r) for r in records if not r.get("_scope_overflow")]
         return self.drift.process(traces, states, time.time())
 
     # -- decide ----------------------------------------------------------------------

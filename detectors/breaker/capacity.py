@@ -122,6 +122,10 @@ class RouteInventory:
             if not members:
                 del self._routes[route]
 
+    def __len__(self) -> int:
+        """Routes with a member seen within the TTL (after :meth:`prune`)."""
+        return len(self._routes)
+
     def to_state(self) -> dict[str, Any]:
         return {r: {m: list(row) for m, row in ms.items()} for r, ms in self._routes.items()}
 

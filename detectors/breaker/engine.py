@@ -227,6 +227,12 @@ class BreakerPolicyEngine:
     def targets(self) -> list[str]:
         return sorted(self._targets)
 
+    def idle(self) -> bool:
+        """Nothing to remember: every target closed and forgotten by :meth:`tick` (an open,
+        half-open or overridden one never is) and no member seen within the inventory TTL.
+        The worker then deletes the route's state (streams/breaking.py)."""
+        return not self._targets and len(self._inventory) == 0
+
     # -- state -----------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """JSON-serialisable state (targets with non-default fields only, route members)."""
