@@ -102,6 +102,15 @@ def wait_for(predicate: Callable[[], object], stall_s: float, what: str, worker:
         time.sleep(poll_s)
 
 
+def rss_mb(worker: WorkerProcess) -> float:
+    """The worker process's resident memory in MB (from /proc)."""
+    assert worker.proc is not None
+    for line in Path(f"/proc/{worker.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
 def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[tuple[bytes | None, bytes]]:
     """Every record of a topic from the beginning to its current end.
 

@@ -17,7 +17,15 @@ from sinks.audit import AuditLog
 from sinks.clickhouse import ClickHouseStore
 from streams.breaker_client import BreakerClient
 from tests.infra import FAULT_FIGURES, LocalKafka, free_port
-from tests.pipeline_helpers import fast_config, publisher, stored_ids, trace_for, traces, wait_for
+from tests.pipeline_helpers import (
+    fast_config,
+    publisher,
+    rss_mb,
+    stored_ids,
+    trace_for,
+    traces,
+    wait_for,
+)
 from tests.scale import LONG, seconds, volume
 from tests.worker_proc import Pipeline, WorkerProcess
 
@@ -32,14 +40,6 @@ def figures(name: str, **values: object) -> None:
 
 def _count(worker: WorkerProcess, query: str) -> int:
     return int(worker.scalar(query))
-
-
-def _rss_mb(worker: WorkerProcess) -> float:
-    assert worker.proc is not None
-    for line in Path(f"/proc/{worker.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def _publish_in_background(pipeline: Pipeline, items: list[dict], rate: float) -> threading.Thread:
@@ -259,14 +259,14 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
     wait_for(lambda: _count(worker, "SELECT count() FROM traces FINAL") >= len(before), 120,
              "traces before the outage", worker)
     outage.touch()
-    rss_start = _rss_mb(worker)
+    rss_start = rss_mb(worker)
     feeder = _publish_in_background(pipeline, during, rate=len(during) / outage_s)
     # The outage lasts as long as the traffic that arrives during it; memory is read halfway
     # and at the end, and judged against the bytes that arrived, not against the clock.
     time.sleep(outage_s / 2)
-    rss_mid = _rss_mb(worker)
+    rss_mid = rss_mb(worker)
     feeder.join()
-    rss_end = _rss_mb(worker)
+    rss_end = rss_mb(worker)
     stored_during = _count(worker, "SELECT count() FROM traces FINAL")
     outage.unlink()
     total = len(before) + len(during)

@@ -19,7 +19,7 @@ import pytest
 
 from detectors.breaker import target_key
 from streams.breaker_client import BreakerClient
-from tests.pipeline_helpers import fast_config, publisher, trace_for, wait_for
+from tests.pipeline_helpers import fast_config, publisher, rss_mb, trace_for, wait_for
 from tests.worker_proc import Pipeline, WorkerProcess
 
 pytestmark = [pytest.mark.integration]
@@ -30,14 +30,6 @@ MAX_SCOPES = 300
 # bounded buffers a backlog fills (Faust's agent queues, sink batches, the embedded
 # ClickHouse) -- unbounded state would grow with every one of the flood's names.
 GROWTH_BOUND_MB = 400
-
-
-def _rss_mb(worker: WorkerProcess) -> float:
-    assert worker.proc is not None
-    for line in Path(f"/proc/{worker.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def _metric(worker: WorkerProcess, name: str) -> float:
@@ -85,12 +77,12 @@ def test_a_random_route_flood_is_contained(pipeline: Pipeline, tmp_path: Path) -
     try:
         _normal(pipeline, "support-chat", 100, errors=False, seed=1)
         wait_for(lambda: _stored(worker) >= 100, 300, "traffic before the flood", worker)
-        warm = _rss_mb(worker)
+        warm = rss_mb(worker)
         _flood(pipeline, FLOOD)
         peak = [warm]
 
         def stored_all() -> bool:
-            peak.append(_rss_mb(worker))
+            peak.append(rss_mb(worker))
             return _stored(worker) >= 100 + FLOOD
 
         wait_for(stored_all, 300, "the flood stored (redacted)", worker, 2.0)
