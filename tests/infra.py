@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,9 @@ KAFKA_SCRIPT = REPO / "deploy" / "kafka" / "kafka.sh"
 # Figures the fault suite reports (sent, stored, duplicated, lost, faults injected ...),
 # printed at the end of the run by tests/conftest.py and written to var/fault-figures.json.
 FAULT_FIGURES: dict[str, dict[str, object]] = {}
-TEST_KAFKA_PORT = int(os.environ.get("WARDEN_TEST_KAFKA_PORT", "19092"))
+# Unset: the session's broker takes free ports, so two runs (two clones, CI beside a
+# developer's own run) never meet on one broker.
+TEST_KAFKA_PORT = int(os.environ["WARDEN_TEST_KAFKA_PORT"]) if os.environ.get("WARDEN_TEST_KAFKA_PORT") else None
 
 
 def docker_available() -> bool:
@@ -39,6 +42,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports free now: a broker needs its own
+    port, the controller's (port + 1) and, for the security tests, its SASL and TLS ports.
+    Drawn below Linux's ephemeral range, where ``free_port()`` and clients take theirs."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 32000 - count)
+        if all(_port_free(base + offset) for offset in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free loopback ports between 20000 and 32000")
+
+
 # Brokers started and not stopped; the session's own broker is not checked per test.
 LIVE_BROKERS: set[LocalKafka] = set()
 
@@ -46,7 +70,7 @@ LIVE_BROKERS: set[LocalKafka] = set()
 class LocalKafka:
     """The project's KRaft broker on a test port with its own data directory."""
 
-    def __init__(self, port: int = TEST_KAFKA_PORT, extra_env: dict[str, str] | None = None,
+    def __init__(self, port: int, extra_env: dict[str, str] | None = None,
                  session: bool = False):
         self.port = port
         self.session = session  # lives for the whole run: exempt from the per-test leak check
@@ -101,7 +125,7 @@ def kafka_bootstrap() -> Iterator[tuple[str, LocalKafka | None]]:
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
             yield container.get_bootstrap_server(), None
         return
-    broker = LocalKafka(session=True).start()
+    broker = LocalKafka(TEST_KAFKA_PORT or free_port_block(2), session=True).start()
     try:
         yield broker.bootstrap, broker
     finally:

@@ -16,7 +16,7 @@ from detectors.breaker import target_key
 from sinks.audit import AuditLog
 from sinks.clickhouse import ClickHouseStore
 from streams.breaker_client import BreakerClient
-from tests.infra import FAULT_FIGURES, LocalKafka, free_port
+from tests.infra import FAULT_FIGURES, LocalKafka, free_port_block
 from tests.pipeline_helpers import (
     fast_config,
     publisher,
@@ -291,7 +291,7 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
 
 
 def test_broker_restart_mid_stream(tmp_path: Path) -> None:
-    broker = LocalKafka(port=free_port())
+    broker = LocalKafka(port=free_port_block(2))
     pipeline = Pipeline(bootstrap=broker.bootstrap, dsn=f"chdb://{tmp_path / 'clickhouse'}", workdir=tmp_path)
     target = target_key({"route": "support-chat", "model": "gpt-4o-mini"})
     client = BreakerClient(broker.bootstrap, pipeline.topic("breaker.v1"), stale_after_s=5)

@@ -22,11 +22,10 @@ from detectors.breaker import target_key
 from streams.breaker_client import BreakerClient
 from streams.config import KafkaSecurity
 from streams.publisher import TracePublisher
-from tests.infra import LocalKafka
+from tests.infra import LocalKafka, free_port_block
 from tests.pipeline_helpers import fast_config, trace_for, wait_for
 from tests.worker_proc import Pipeline
 
-PORT, SASL_PORT, SSL_PORT = 19292, 19294, 19295
 PLAIN_PASSWORD = "plain-secret-5d0c2e"
 SCRAM_PASSWORD = "scram-secret-91b7aa"
 
@@ -34,8 +33,9 @@ SCRAM_PASSWORD = "scram-secret-91b7aa"
 @pytest.fixture(scope="module")
 def sasl_broker() -> LocalKafka:
     # Shared by this module's tests and stopped below, so exempt from the per-test leak check.
-    broker = LocalKafka(PORT, {"KAFKA_SASL_PORT": str(SASL_PORT), "KAFKA_SASL_PLAIN_PASSWORD": PLAIN_PASSWORD,
-                               "KAFKA_SSL_PORT": str(SSL_PORT)}, session=True)
+    port = free_port_block(4)  # broker, controller (port + 1), SASL, TLS
+    broker = LocalKafka(port, {"KAFKA_SASL_PORT": str(port + 2), "KAFKA_SASL_PLAIN_PASSWORD": PLAIN_PASSWORD,
+                               "KAFKA_SSL_PORT": str(port + 3)}, session=True)
     broker.start()
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     upsert = UserScramCredentialUpsertion("warden-worker", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
@@ -44,6 +44,14 @@ def sasl_broker() -> LocalKafka:
         future.result(30)
     yield broker
     broker.stop()
+
+
+def sasl_address(broker: LocalKafka) -> str:
+    return f"127.0.0.1:{broker.port + 2}"
+
+
+def tls_address(broker: LocalKafka) -> str:
+    return f"127.0.0.1:{broker.port + 3}"
 
 
 def _govern_and_trip(bootstrap: str, worker_security: dict[str, str], client_security: KafkaSecurity,
@@ -78,7 +86,7 @@ def _govern_and_trip(bootstrap: str, worker_security: dict[str, str], client_sec
 def test_worker_and_serving_clients_over_sasl(sasl_broker: LocalKafka, tmp_path: Path) -> None:
     plain = KafkaSecurity(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
                           sasl_username="warden", sasl_password=PLAIN_PASSWORD)  # type: ignore[arg-type]
-    _govern_and_trip(f"127.0.0.1:{SASL_PORT}", {
+    _govern_and_trip(sasl_address(sasl_broker), {
         "WARDEN_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "WARDEN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "WARDEN_KAFKA_SASL_USERNAME": "warden-worker", "WARDEN_KAFKA_SASL_PASSWORD": SCRAM_PASSWORD,
     }, plain, tmp_path, (SCRAM_PASSWORD, PLAIN_PASSWORD))
@@ -87,14 +95,14 @@ def test_worker_and_serving_clients_over_sasl(sasl_broker: LocalKafka, tmp_path:
 def test_worker_and_serving_clients_over_tls(sasl_broker: LocalKafka, tmp_path: Path) -> None:
     cafile = str(sasl_broker.data / "ca.pem")
     tls = KafkaSecurity(security_protocol="SSL", ssl_cafile=cafile)
-    _govern_and_trip(f"127.0.0.1:{SSL_PORT}", {
+    _govern_and_trip(tls_address(sasl_broker), {
         "WARDEN_KAFKA_SECURITY_PROTOCOL": "SSL", "WARDEN_KAFKA_SSL_CAFILE": cafile}, tls, tmp_path)
 
 
 def test_an_untrusted_broker_certificate_is_refused(sasl_broker: LocalKafka) -> None:
     errors: list[str] = []
     from confluent_kafka import Producer
-    producer = Producer({"bootstrap.servers": f"127.0.0.1:{SSL_PORT}", "security.protocol": "SSL",
+    producer = Producer({"bootstrap.servers": tls_address(sasl_broker), "security.protocol": "SSL",
                          "error_cb": lambda err: errors.append(err.str())})  # system CAs only
     deadline = time.monotonic() + 30
     while not errors and time.monotonic() < deadline:
@@ -108,11 +116,11 @@ def test_a_wrong_password_is_refused_with_a_clear_error(sasl_broker: LocalKafka)
     wrong = KafkaSecurity(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
                           sasl_username="warden-worker", sasl_password="not-the-password")  # type: ignore[arg-type]
     errors: list[str] = []
-    producer = Producer({"bootstrap.servers": f"127.0.0.1:{SASL_PORT}", **wrong.confluent(),
+    producer = Producer({"bootstrap.servers": sasl_address(sasl_broker), **wrong.confluent(),
                          "error_cb": lambda err: errors.append(err.str())})
     deadline = time.monotonic() + 30
     while not errors and time.monotonic() < deadline:
         producer.poll(0.2)
     assert errors and any("Authentication failed" in e or "SASL" in e for e in errors), errors
     with pytest.raises(KafkaException):
-        AdminClient({"bootstrap.servers": f"127.0.0.1:{SASL_PORT}", **wrong.confluent()}).list_topics(timeout=5)
+        AdminClient({"bootstrap.servers": sasl_address(sasl_broker), **wrong.confluent()}).list_topics(timeout=5)
