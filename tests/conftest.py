@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.infra import FAULT_FIGURES, LocalKafka, clickhouse_dsn, kafka_bootstrap, leaked_processes
+from tests.infra import (
+    FAULT_FIGURES,
+    REPO,
+    LocalKafka,
+    clickhouse_dsn,
+    kafka_bootstrap,
+    leaked_processes,
+)
 from tests.worker_proc import Pipeline
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -44,14 +53,35 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not FAULT_FIGURES:
-        return
-    import json
+FIGURES_DIR = REPO / "var" / "fault-figures.d"
 
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not _is_xdist_worker(session.config):
+        shutil.rmtree(FIGURES_DIR, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Each test process (one, or each of pytest-xdist's) leaves its figures for the report."""
+    if FAULT_FIGURES:
+        worker = getattr(session.config, "workerinput", {}).get("workerid", "main")
+        FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+        (FIGURES_DIR / f"{worker}.json").write_text(json.dumps(FAULT_FIGURES))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault figures of every test process, printed and written to var/fault-figures.json
+    (the README's fault table quotes that file)."""
+    figures: dict[str, object] = {}
+    for part in sorted(FIGURES_DIR.glob("*.json")):
+        figures.update(json.loads(part.read_text()))
+    if not figures:
+        return
     terminalreporter.section("fault suite figures")
-    for name, values in FAULT_FIGURES.items():
+    for name, values in sorted(figures.items()):
         terminalreporter.write_line(f"{name}: {json.dumps(values)}")
-    out = Path(__file__).resolve().parents[1] / "var" / "fault-figures.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(FAULT_FIGURES, indent=2))
+    (REPO / "var" / "fault-figures.json").write_text(json.dumps(figures, indent=2, sort_keys=True))
