@@ -8,8 +8,6 @@ import pytest
 from tests.infra import FAULT_FIGURES, LocalKafka, clickhouse_dsn, kafka_bootstrap, leaked_processes
 from tests.worker_proc import Pipeline
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[tuple[str, LocalKafka | None]]:
@@ -35,13 +33,6 @@ def no_process_outlives_its_test() -> Iterator[None]:
     leaked = leaked_processes()
     if leaked:
         pytest.fail("processes outlived their test (now stopped): " + "; ".join(leaked), pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        raise RuntimeError(f"development data not found at {SHARED_DATA}: tests expect ../shared/data")
-    return SHARED_DATA
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
