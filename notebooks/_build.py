@@ -184,8 +184,8 @@ assert any(k.startswith("redaction.") for k in kinds), "the planted PII/secrets 
 def drift_sweep() -> list[nbformat.NotebookNode]:
     return [
         md("# 2. Embedding drift: detection delay vs false alarms\n\n"
-           "A small recorded set is built from `../shared/data/prompts_dev.jsonl` (CLINC150 prompts "
-           "by domain) as `InferenceTrace` JSON lines: a stable stream, and streams whose topic mix "
+           "A small recorded set is built from the prompt corpus the project ships (`streams/sim/corpus`, "
+           "written for Warden; ten domains, the category is the domain) as `InferenceTrace` JSON lines: a stable stream, and streams whose topic mix "
            "shifts at a known trace. Prompts are mapped to texts exactly as the replay maps them "
            "(`streams.replay.drift_texts`), encoded once with the configured sentence encoder (cached "
            "under `var/cache`), and replayed through `EmbeddingDriftDetector` for a few settings of "
@@ -193,8 +193,7 @@ def drift_sweep() -> list[nbformat.NotebookNode]:
            "(`realert_after=1`)."),
         code(SETUP),
         code(PARAMS_WORK + '''
-corpus = str(REPO.parent / "shared" / "data" / "prompts_dev.jsonl")
-n_texts = 2000
+per_domain = 200  # 2,000 prompts: distinct messages of each of the ten domains
 reference_size = 300
 run_lengths = [300, 3_000, 30_000, 100_000]
 test_every = 50
@@ -210,11 +209,12 @@ from detectors.drift import scenarios as sc
 from detectors.embeddings import SentenceEncoder, cached_encode
 from streams.records import InferenceTrace
 from streams.replay import drift_texts
+from streams.sim.corpus import prompt_rows
 
 work = Path(work_dir)
 work.mkdir(parents=True, exist_ok=True)
-rows = [json.loads(line) for line in Path(corpus).read_text(encoding="utf-8").splitlines()]
-pick = np.random.default_rng(2024).permutation(len(rows))[:n_texts]
+rows = prompt_rows(per_domain)
+pick = np.random.default_rng(2024).permutation(len(rows))
 labels = [rows[i]["category"] for i in pick]
 cats = sorted(set(labels))
 

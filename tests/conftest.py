@@ -17,8 +17,6 @@ from tests.infra import (
 )
 from tests.worker_proc import Pipeline
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[tuple[str, LocalKafka | None]]:
@@ -44,13 +42,6 @@ def no_process_outlives_its_test() -> Iterator[None]:
     leaked = leaked_processes()
     if leaked:
         pytest.fail("processes outlived their test (now stopped): " + "; ".join(leaked), pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        raise RuntimeError(f"development data not found at {SHARED_DATA}: tests expect ../shared/data")
-    return SHARED_DATA
 
 
 FIGURES_DIR = REPO / "var" / "fault-figures.d"

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from streams.cli_drift import register
+from streams.sim.corpus import prompt_rows
 
 
 def _app() -> typer.Typer:
@@ -23,8 +24,8 @@ def _app() -> typer.Typer:
     return app
 
 
-def _write_input(shared_data: Path, path: Path) -> int:
-    rows = [json.loads(line) for line in (shared_data / "prompts_dev.jsonl").open()]
+def _write_input(path: Path) -> int:
+    rows = prompt_rows(200)  # the shipped corpus, 200 distinct messages of each domain
     rng = np.random.default_rng(0)
     by_cat: dict[str, list[str]] = {}
     for row in rows:
@@ -46,9 +47,9 @@ def _write_input(shared_data: Path, path: Path) -> int:
     return next(i for i, line in enumerate(lines) if line["stream"] == "shifting" and line["text"] in new)
 
 
-def test_scan_reports_the_shift_in_its_stream_only(shared_data: Path, tmp_path: Path) -> None:
+def test_scan_reports_the_shift_in_its_stream_only(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
-    change_line = _write_input(shared_data, source)
+    change_line = _write_input(source)
     result = CliRunner().invoke(
         _app(), ["drift", "scan", "--input", str(source), "--reference-size", "200",
                  "--test-every", "50", "--window-size", "100"],

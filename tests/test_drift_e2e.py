@@ -4,13 +4,13 @@ fed the same mix throughout, raises nothing."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import pytest
 import yaml
 
+from streams.sim.corpus import prompt_variants
 from tests.pipeline_helpers import fast_config, publisher, trace_for, wait_for
 from tests.worker_proc import Pipeline
 
@@ -33,14 +33,11 @@ def _config(tmp: Path) -> Path:
 
 @pytest.mark.parametrize("layout", ["one worker", "drift workers apart"])
 def test_topic_shift_on_one_route_is_found_and_only_there(pipeline: Pipeline, tmp_path: Path,
-                                                          shared_data: Path, layout: str) -> None:
-    by_category: dict[str, list[str]] = {}
-    for line in (shared_data / "prompts_dev.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        by_category.setdefault(row["category"], []).append(row["prompt"])
+                                                          layout: str) -> None:
+    # The shipped corpus: money topics before, trips and cooking after (distinct messages).
     rng = random.Random(17)
-    before = by_category["banking"] + by_category["credit_cards"]
-    after = by_category["travel"] + by_category["kitchen_and_dining"]
+    before = prompt_variants("banking", 800) + prompt_variants("insurance", 800)
+    after = prompt_variants("travel", 150) + prompt_variants("cooking", 150)
     rng.shuffle(before)
     rng.shuffle(after)
     extra = {"WARDEN_CONFIG_DIR": str(_config(tmp_path))}
