@@ -35,9 +35,19 @@ def _settings(**overrides: Any) -> WardenSettings:
                           otlp_http_publish_timeout_s=1.0, **overrides)
 
 
-def _post(requests: list[tuple[bytes, dict[str, str]]]) -> list[tuple[int, bytes, dict[str, str]]]:
+class FullBuffer:
+    """A producer whose local buffer is full (librdkafka raises ``BufferError``)."""
+
+    def publish(self, value: bytes, key: bytes | None) -> None:
+        raise BufferError("Local: Queue full")
+
+    def close(self, timeout_s: float = 10.0) -> int:
+        return 0
+
+
+def _post(requests: list[tuple[bytes, dict[str, str]]], publisher: Any = None) -> list[tuple[int, bytes, dict[str, str]]]:
     async def run() -> list[tuple[int, bytes, dict[str, str]]]:
-        async with TestClient(TestServer(create_receiver(_settings()))) as client:
+        async with TestClient(TestServer(create_receiver(_settings(), publisher))) as client:
             out = []
             for body, headers in requests:
                 resp = await client.post("/v1/traces", data=body, headers=headers)
@@ -87,6 +97,12 @@ def test_kafka_not_answering_is_503_with_retry_after_in_either_encoding() -> Non
     assert [a[0] for a in answers] == [503, 503]
     assert all(a[2]["Retry-After"] == "5" for a in answers)
     assert Status.FromString(answers[0][1]).code == 14 and json.loads(answers[1][1])["code"] == 14  # UNAVAILABLE
+
+
+def test_a_full_producer_buffer_is_429_with_retry_after() -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"}
+    ((status, body, headers),) = _post([(otlp_proto(_spans().take()), auth)], FullBuffer())
+    assert status == 429 and headers["Retry-After"] == "5" and Status.FromString(body).code == 14
 
 
 def test_spans_without_valid_ids_are_counted_not_published() -> None:
