@@ -152,6 +152,17 @@ class WardenSettings(BaseSettings):
     # --role all and --role ingest workers. WARDEN_OTLP_TOPICS is a JSON list.
     otlp_topics: list[str] = Field(default_factory=lambda: ["otlp_spans"])
     otlp_mapping_file: Path | None = None  # default: config_dir / otlp-mapping.yaml
+    # `warden otlp serve` (streams/otlp/receiver.py): OTLP/HTTP POST /v1/traces, published
+    # to the first OTLP topic. Loopback by default; any other bind needs the bearer token,
+    # since whoever can post spans chooses what Warden stores and what trips breakers.
+    otlp_http_host: str = "127.0.0.1"
+    otlp_http_port: int = Field(default=4318, ge=0, le=65535)
+    otlp_http_token: SecretStr | None = None
+    # Largest body, compressed or not (the exporter's batch size bounds it); below the
+    # producer's 20 MiB message limit.
+    otlp_http_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # How long a request waits for Kafka's acknowledgement before answering 503.
+    otlp_http_publish_timeout_s: float = Field(default=15.0, gt=0, le=300)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

@@ -81,10 +81,15 @@ LIVE_WORKERS: set[WorkerProcess] = set()
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], web_port: int, log_path: Path):
+    """A ``warden`` process serving ``/healthz`` on ``web_port``: ``warden worker`` unless
+    ``command`` names another (``("otlp", "serve", "--port", port)``)."""
+
+    def __init__(self, env: dict[str, str], web_port: int, log_path: Path,
+                 command: tuple[str, ...] = ("worker",)):
         self.env = env
         self.web_port = web_port
         self.log_path = log_path
+        self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, stall_s: float = 120.0) -> WorkerProcess:
@@ -93,7 +98,7 @@ class WorkerProcess:
         worker that does not come up is killed before the error is raised."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO,
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *self.command], cwd=REPO,
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         LIVE_WORKERS.add(self)
