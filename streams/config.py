@@ -131,6 +131,16 @@ class WardenSettings(BaseSettings):
     # Ed25519 seed (64 hex digits) that signs audit checkpoints; unsigned when absent.
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_every: int = 1000
+    # Control records (docs/SECURITY.md "Control records"): this process's Ed25519 seed (64
+    # hex digits or a file) signs the findings and breaker signals a worker writes, or the
+    # overrides an operator's CLI sends, under the name signal_key_name.
+    signal_key: SecretStr | None = None
+    signal_key_name: str = "warden"
+    # Trusted public keys, name=hex,... (or a file, one per line): workers' for findings and
+    # breaker signals, operators' for overrides. With any key trusted, decide, the sinks and
+    # BreakerClient reject what no trusted key signed.
+    worker_public_keys: str = ""
+    operator_public_keys: str = ""
     # Producer event time is bounded by the worker's clock (streams/guard/clock.py): at most
     # this far ahead of receive time (clock skew between producers and workers) ...
     event_time_skew_s: float = Field(default=300.0, ge=0.0, le=86_400.0)
