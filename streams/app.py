@@ -325,6 +325,19 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                              ("dead_letters", dead)):
             _sink_agent(app, source, name, settings, wiring)
 
+        if wiring.audit is not None:
+            audit = wiring.audit
+
+            @app.timer(interval=max(1.0, settings.audit_checkpoint_interval_s / 2))
+            async def audit_checkpoints() -> None:
+                # Every chain's tail gets a signed checkpoint within the interval, however
+                # quiet (issue 16): a rolled-back or deleted tail is then covered by a
+                # signature and linked from the next checkpoint (docs/AUDIT.md).
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, audit.checkpoint_due)
+                except Exception as exc:  # ClickHouse away: the next tick tries again
+                    log.warning("audit_checkpoint_failed", error=str(exc)[:300])
+
     @app.timer(interval=5.0)
     async def measure_lag() -> None:
         # A metric must never take the worker down: during a rebalance positions are unknown.

@@ -15,7 +15,8 @@ from detectors.config import load_detectors_config
 from detectors.drift import DriftConfig
 from detectors.findings import Finding
 from sinks import tables
-from sinks.audit import AuditLog, alert_records, breaker_records, finding_records
+from sinks.audit import AuditLog
+from sinks.audit_records import alert_records, breaker_records, finding_records
 from sinks.audit_signing import parse_seed
 from sinks.clickhouse import ClickHouseStore, batch_token
 from streams.breaking import TRAFFIC, BreakerDecider
@@ -86,8 +87,12 @@ class Wiring:
         self.drift = drift or DriftStage(TraceDrift(*drift_settings(settings)), limits=scope_limits(settings))
         self._store = store
         self.audit = (AuditLog(store, signing_key=audit_seed(settings),
-                               checkpoint_every=settings.audit_checkpoint_every)
+                               checkpoint_every=settings.audit_checkpoint_every,
+                               checkpoint_interval_s=settings.audit_checkpoint_interval_s)
                       if store is not None else None)
+        if self.audit is not None and self.audit.signer is None:
+            log.warning("audit_unsigned", detail="no WARDEN_AUDIT_SIGNING_KEY: audit checkpoints are unsigned and "
+                        "detect accidents, not an attacker with write access (docs/AUDIT.md, 'Keys in production')")
         # Signed control records (issue 16, streams/guard/control.py): what this worker writes
         # is signed with its key; what decide, the sinks and serving act on must be.
         self.control: ControlKeys = control_keys(settings)
