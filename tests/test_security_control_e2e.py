@@ -4,7 +4,8 @@ findings and breaker topics, so only what a trusted key signed moves a breaker.
 A forged breaker signal (unsigned, or signed by a key serving does not trust) is refused by
 ``BreakerClient`` with a reason; a forged override (no operator key) is refused by ``decide``,
 dead-lettered as ``unauthenticated`` and never stored as a decision; the operator's signed
-override is applied under the name of the key that signed it, whatever ``--operator`` says.
+override is applied under the name of the key that signed it, whatever ``--operator`` says,
+and its one-record audit chain is signed within the checkpoint interval.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def test_forged_signals_and_overrides_are_refused_signed_ones_applied(
     worker = pipeline.worker(extra={
         "WARDEN_CONFIG_DIR": str(fast_config(tmp_path)),
         "WARDEN_SIGNAL_KEY": "d4" * 32, "WARDEN_SIGNAL_KEY_NAME": WORKER.name,
-        "WARDEN_OPERATOR_PUBLIC_KEYS": f"alice={ALICE.public_key.hex()}"}).start()
+        "WARDEN_OPERATOR_PUBLIC_KEYS": f"alice={ALICE.public_key.hex()}",
+        "WARDEN_AUDIT_SIGNING_KEY": "a7" * 32, "WARDEN_AUDIT_CHECKPOINT_INTERVAL_S": "1"}).start()
     for key, value in pipeline.env(0).items():
         if key.startswith(("WARDEN_", "KAFKA_", "CLICKHOUSE_")) and key != "WARDEN_WEB_PORT":
             monkeypatch.setenv(key, value)
@@ -89,6 +91,11 @@ def test_forged_signals_and_overrides_are_refused_signed_ones_applied(
             "the signed transition stored", worker)
         rows = worker.sql("SELECT target, operator, reason FROM breaker_events FINAL")
         assert [(r["target"], r["operator"]) for r in rows] == [(target, "alice")]  # nothing forged stored
+        # Issue 16, item 6: a quiet chain's tail (one override) gets a signed checkpoint on
+        # the time interval, not only every 1,000 records.
+        wait_for(lambda: int(worker.scalar(
+            "SELECT count() FROM audit_checkpoints WHERE partition LIKE 'breaker.v1/%' AND signature != ''")) >= 1,
+            60, "the override's chain checkpointed and signed", worker)
     finally:
         client.close()
         worker.stop()
