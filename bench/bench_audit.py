@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sinks.audit import LOG_COLUMNS, AuditLog, AuditRecord, finding_records  # noqa: E402
+from sinks.audit import LOG_COLUMNS, AuditLog, AuditRecord  # noqa: E402
 from sinks.audit_merkle import MerkleFrontier, leaf_hash, payload_digest, record_hash, to_micros  # noqa: E402
+from sinks.audit_records import finding_records  # noqa: E402
 from sinks.clickhouse import ClickHouseStore  # noqa: E402
 
 PARTITIONS = [f"findings.v1/{i}" for i in range(4)]

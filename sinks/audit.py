@@ -25,12 +25,13 @@ from typing import Any
 import structlog
 
 from sinks.audit_merkle import (
+    GENESIS_CHECKPOINT,
     GENESIS_HASH,
     InclusionProof,
     MerkleFrontier,
     canonical_json,
     checkpoint_message,
-    inclusion_path,
+    checkpoint_ref,
     leaf_hash,
     payload_digest,
     record_hash,
@@ -44,7 +45,7 @@ LOG_TABLE = "audit_log"
 CHECKPOINT_TABLE = "audit_checkpoints"
 LOG_COLUMNS = ("partition", "seq", "record_id", "kind", "at", "payload", "prev_hash", "record_hash")
 CHECKPOINT_COLUMNS = ("partition", "from_seq", "to_seq", "root", "frontier", "head_hash", "first_at",
-                      "last_at", "created_at", "key_id", "signature")
+                      "last_at", "created_at", "key_id", "signature", "prev_checkpoint")
 KINDS = ("finding", "alert", "breaker_transition", "override", "policy_load", "registry_load")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -106,27 +107,42 @@ class Checkpoint:
     created_at_ms: int
     key_id: str = ""
     signature: str = ""
+    # The writer's previous checkpoint (``checkpoint_ref``; "genesis" for its first in an
+    # empty log, "" before checkpoints were chained), covered by the signature.
+    prev_checkpoint: str = ""
 
     @property
     def tree_size(self) -> int:
         return self.to_seq + 1
 
+    @property
+    def message(self) -> bytes:
+        """What the signature covers, and the checkpoint's hash."""
+        return checkpoint_message(self.partition, self.tree_size, bytes.fromhex(self.root), self.created_at_ms,
+                                  self.prev_checkpoint)
+
+    @property
+    def ref(self) -> str:
+        """How the next checkpoint names this one."""
+        return checkpoint_ref(self.partition, self.to_seq, self.message)
+
     def values(self) -> list[Any]:
         return [self.partition, self.from_seq, self.to_seq, self.root, list(self.frontier), self.head_hash,
                 micros_to_datetime(self.first_at_us), micros_to_datetime(self.last_at_us),
-                EPOCH + timedelta(milliseconds=self.created_at_ms), self.key_id, self.signature]
+                EPOCH + timedelta(milliseconds=self.created_at_ms), self.key_id, self.signature,
+                self.prev_checkpoint]
 
 
 CHECKPOINT_SELECT = (
     "SELECT partition, from_seq, to_seq, root, frontier, head_hash, toUnixTimestamp64Micro(first_at), "
-    "toUnixTimestamp64Micro(last_at), toUnixTimestamp64Milli(created_at), key_id, signature "
+    "toUnixTimestamp64Micro(last_at), toUnixTimestamp64Milli(created_at), key_id, signature, prev_checkpoint "
     f"FROM {CHECKPOINT_TABLE}"
 )
 
 
 def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
     return Checkpoint(str(row[0]), int(row[1]), int(row[2]), str(row[3]), tuple(row[4]), str(row[5]),
-                      int(row[6]), int(row[7]), int(row[8]), str(row[9]), str(row[10]))
+                      int(row[6]), int(row[7]), int(row[8]), str(row[9]), str(row[10]), str(row[11]))
 
 
 @dataclass
@@ -138,6 +154,7 @@ class _Head:
     last_checkpoint_to_seq: int  # -1: none yet
     range_first_at_us: int | None = None  # decision times since the last checkpoint
     range_last_at_us: int | None = None
+    pending_since: float | None = None  # clock time of the oldest record not yet checkpointed
     dirty: bool = False  # a due checkpoint failed to write: rebuild (and write it) next time
 
     def add(self, leaf_record_hash: bytes, at_us: int) -> None:
@@ -156,11 +173,16 @@ class AuditLog:
     """
 
     def __init__(self, store: ClickHouseStore, signing_key: bytes | None = None, checkpoint_every: int = 1000,
-                 *, verify_keys: Mapping[str, bytes] | None = None, clock: Callable[[], float] = time.time):
+                 *, verify_keys: Mapping[str, bytes] | None = None, clock: Callable[[], float] = time.time,
+                 checkpoint_interval_s: float = 10.0):
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 records, got {checkpoint_every}")
         self.store = store
         self.checkpoint_every = checkpoint_every
+        # A partition's tail gets a checkpoint this long after its last one at most (by
+        # checkpoint_due, on a timer), so a quiet chain, such as the overrides', is signed.
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._chain_tip: str | None = None  # ref of this writer's last checkpoint (None: not read yet)
         self.clock = clock
         self.signer = None
         if signing_key is not None:
@@ -194,6 +216,8 @@ class AuditLog:
                 self.store.insert(LOG_TABLE, LOG_COLUMNS, [r.values() for r in rows])
             except SinkError:
                 self._heads.pop(partition, None)  # whatever landed, the next call re-reads it
+                if checkpoints:  # never written: the next checkpoint links to what was
+                    self._chain_tip = checkpoints[0].prev_checkpoint
                 raise
             self._heads[partition] = head
             self._write_checkpoints(partition, head, checkpoints)
@@ -251,6 +275,8 @@ class AuditLog:
             f"SELECT seq, record_hash, toUnixTimestamp64Micro(at) FROM {LOG_TABLE} "
             "WHERE partition = {p:String} AND seq > {s:Int64} ORDER BY seq", {"p": partition, "s": head.last_checkpoint_to_seq})
         missed: list[Checkpoint] = []
+        if tail:
+            head.pending_since = self.clock()
         for seq, stored_hash, at_us in tail:
             if int(seq) != head.frontier.size:
                 raise AuditError(f"audit partition {partition!r} has a gap or a duplicate at seq {seq} (expected "
@@ -272,23 +298,37 @@ class AuditLog:
             rows.append(AuditRow(partition, seq, record.record_id, record.kind, at_us, record.payload,
                                  head.head_hash.hex(), digest.hex()))
             head.add(digest, at_us)
+            if head.pending_since is None:
+                head.pending_since = self.clock()
             if head.frontier.size % self.checkpoint_every == 0:
                 checkpoints.append(self._snapshot(partition, head))
         return rows, checkpoints
 
     # -- checkpoints -----------------------------------------------------------------
+    def _tip(self) -> str:
+        """The writer's chain tip: at start, the newest checkpoint in the log (any partition)."""
+        if self._chain_tip is None:
+            rows = self.store.query_rows(CHECKPOINT_SELECT + " ORDER BY created_at DESC, to_seq DESC LIMIT 1")
+            self._chain_tip = checkpoint_from_row(rows[0]).ref if rows else GENESIS_CHECKPOINT
+        return self._chain_tip
+
     def _snapshot(self, partition: str, head: _Head) -> Checkpoint:
-        """A checkpoint of the head as it is now; resets the range to start after it."""
+        """A checkpoint of the head as it is now, linked to the writer's previous one;
+        resets the range to start after it."""
         root = head.frontier.root()
-        created_at_ms = int(self.clock() * 1000)
+        now = self.clock()
+        created_at_ms = int(now * 1000)
+        prev = self._tip()
         key_id = signature = ""
         if self.signer is not None:
             key_id = self.signer.key_id
-            signature = self.signer.sign(checkpoint_message(partition, head.frontier.size, root, created_at_ms))
+            signature = self.signer.sign(checkpoint_message(partition, head.frontier.size, root, created_at_ms, prev))
         cp = Checkpoint(partition, head.last_checkpoint_to_seq + 1, head.frontier.size - 1, root.hex(),
                         tuple(head.frontier.to_hex()), head.head_hash.hex(), head.range_first_at_us or 0,
-                        head.range_last_at_us or 0, created_at_ms, key_id, signature)
+                        head.range_last_at_us or 0, created_at_ms, key_id, signature, prev)
+        self._chain_tip = cp.ref
         head.last_checkpoint_to_seq = cp.to_seq
+        head.pending_since = None
         head.range_first_at_us = head.range_last_at_us = None
         return cp
 
@@ -299,9 +339,24 @@ class AuditLog:
             self.store.insert(CHECKPOINT_TABLE, CHECKPOINT_COLUMNS, [c.values() for c in checkpoints])
         except SinkError as exc:
             # The records are durable; a dirty head makes the next call rebuild from the last
-            # stored checkpoint and write the missing ones then.
+            # stored checkpoint and write the missing ones then, linked to what was written.
             head.dirty = True
+            self._chain_tip = checkpoints[0].prev_checkpoint
             log.warning("audit_checkpoint_failed", partition=partition, error=str(exc)[:300])
+
+    def checkpoint_due(self) -> list[Checkpoint]:
+        """Checkpoint every partition this writer appended to whose oldest record not yet in
+        a checkpoint was appended ``checkpoint_interval_s`` ago or more (call on a timer)."""
+        now = self.clock()
+        with self._lock:
+            due = [p for p, head in self._heads.items()
+                   if head.pending_since is not None and now - head.pending_since >= self.checkpoint_interval_s]
+        written = []
+        for partition in due:
+            cp = self.checkpoint(partition)
+            if cp is not None:
+                written.append(cp)
+        return written
 
     def checkpoint(self, partition: str) -> Checkpoint | None:
         """Checkpoint the partition's head now (None for an empty partition); no new row
@@ -318,7 +373,11 @@ class AuditLog:
                     {"p": partition, "s": head.last_checkpoint_to_seq})
                 return checkpoint_from_row(rows[0]) if rows else None
             cp = self._snapshot(partition, head)
-            self.store.insert(CHECKPOINT_TABLE, CHECKPOINT_COLUMNS, [cp.values()])
+            try:
+                self.store.insert(CHECKPOINT_TABLE, CHECKPOINT_COLUMNS, [cp.values()])
+            except SinkError:
+                self._chain_tip = cp.prev_checkpoint
+                raise
             return cp
 
     # -- reading ---------------------------------------------------------------------
@@ -329,58 +388,19 @@ class AuditLog:
         return [str(r[0]) for r in rows]
 
     def verify(self, partition: str | None = None, from_at: float | None = None,
-               to_at: float | None = None) -> Any:
+               to_at: float | None = None, expect: Sequence[str] = ()) -> Any:
         """Recompute chain and checkpoints; see :func:`sinks.audit_verify.verify_log`."""
         from sinks.audit_verify import verify_log
 
-        return verify_log(self, partition, from_at, to_at)
+        return verify_log(self, partition, from_at, to_at, tuple(expect))
 
     def prove(self, record_id: str, partition: str | None = None) -> InclusionProof:
         """Inclusion proof of a record in the latest checkpoint that covers it (or in the
-        current head, unsigned, when no checkpoint covers it yet)."""
-        where = "record_id = {r:String}" + (" AND partition = {p:String}" if partition is not None else "")
-        found = self.store.query_rows(
-            f"SELECT partition, seq, kind, toUnixTimestamp64Micro(at), payload, prev_hash, record_hash "
-            f"FROM {LOG_TABLE} WHERE {where}", {"r": record_id, "p": partition})
-        if not found:
-            raise AuditError(f"no audit record with id {record_id!r}" + (f" in partition {partition!r}" if partition else ""))
-        if len({r[0] for r in found}) > 1:
-            raise AuditError(f"record id {record_id!r} is in partitions {sorted({r[0] for r in found})}; "
-                             "name one with --partition")
-        part, seq, kind, at_us, payload, prev_hash, stored_hash = found[0]
-        seq = int(seq)
-        cps = self.store.query_rows(
-            CHECKPOINT_SELECT + " WHERE partition = {p:String} AND to_seq >= {s:UInt64} ORDER BY to_seq DESC LIMIT 1",
-            {"p": part, "s": seq})
-        cp = checkpoint_from_row(cps[0]) if cps else None
-        if cp is None:
-            size = int(self.store.query_rows(
-                f"SELECT max(seq) + 1 FROM {LOG_TABLE} WHERE partition = {{p:String}}", {"p": part})[0][0])
-        else:
-            size = cp.tree_size
-        hashes = self.store.query_rows(
-            f"SELECT seq, record_hash FROM {LOG_TABLE} WHERE partition = {{p:String}} AND seq < {{n:UInt64}} "
-            "ORDER BY seq", {"p": part, "n": size})
-        if [int(h[0]) for h in hashes] != list(range(size)):
-            raise AuditError(f"partition {part!r} is missing or repeats records below seq {size}; "
-                             f"run `warden audit verify --partition {part}`")
-        leaves = [leaf_hash(bytes.fromhex(h[1])) for h in hashes]
-        from sinks.audit_merkle import merkle_root
+        current head, unsigned, when no checkpoint covers it yet); see
+        :func:`sinks.audit_verify.prove_record`."""
+        from sinks.audit_verify import prove_record
 
-        root = merkle_root(leaves).hex()
-        notes = []
-        if cp is None:
-            notes.append(f"no checkpoint covers seq {seq} yet: proof is against the current head (unsigned)")
-        elif root != cp.root:
-            raise AuditError(f"partition {part!r} no longer matches its checkpoint at seq {cp.to_seq}; "
-                             f"run `warden audit verify --partition {part}`")
-        return InclusionProof(
-            partition=part, record_id=record_id, kind=str(kind), at_us=int(at_us),
-            payload_sha256=payload_digest(payload).hex(), prev_hash=str(prev_hash), record_hash=str(stored_hash),
-            leaf_index=seq, tree_size=size, audit_path=[p.hex() for p in inclusion_path(seq, leaves)], root=root,
-            checkpoint_to_seq=None if cp is None else cp.to_seq,
-            checkpoint_created_at_ms=None if cp is None else cp.created_at_ms,
-            key_id="" if cp is None else cp.key_id, signature="" if cp is None else cp.signature, notes=notes)
+        return prove_record(self, record_id, partition)
 
 
 def _unique(records: Sequence[AuditRecord]) -> list[AuditRecord]:
@@ -394,24 +414,4 @@ def _unique(records: Sequence[AuditRecord]) -> list[AuditRecord]:
     return out
 
 
-# -- decision records as the sinks store them -----------------------------------------
-def _epoch(value: Any) -> float:
-    from sinks.tables import _ts
-
-    return _ts(value).timestamp()
-
-
-def finding_records(findings: Sequence[Mapping[str, Any]]) -> list[AuditRecord]:
-    return [AuditRecord.of(f"finding:{f['finding_id']}", "finding", _epoch(f["at"]), f) for f in findings]
-
-
-def alert_records(alerts: Sequence[Mapping[str, Any]]) -> list[AuditRecord]:
-    """One record per alert version (an alert is re-emitted with a higher ``count``)."""
-    return [AuditRecord.of(f"alert:{a['alert_id']}/{a.get('count', 1)}", "alert", _epoch(a["last_seen"]), a)
-            for a in alerts]
-
-
-def breaker_records(signals: Sequence[Mapping[str, Any]]) -> list[AuditRecord]:
-    """Breaker transitions; one forced by an operator is an ``override``."""
-    return [AuditRecord.of(f"breaker:{b['signal_id']}", "override" if b.get("operator") else "breaker_transition",
-                           _epoch(b["at"]), b) for b in signals]
+# The decision mappers (finding_records, alert_records, breaker_records): sinks/audit_records.py.

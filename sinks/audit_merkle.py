@@ -40,6 +40,9 @@ from typing import Any
 
 RECORD_TAG = b"warden.audit.record.v1"
 CHECKPOINT_TAG = b"warden.audit.checkpoint.v1"
+# v2 also covers the previous checkpoint (``prev_checkpoint``): checkpoints form one signed
+# hash chain per writer, so a deleted or rolled-back checkpoint leaves a dangling link.
+CHAINED_CHECKPOINT_TAG = b"warden.audit.checkpoint.v2"
 GENESIS_HASH = bytes(32)  # prev_hash of seq 0 in every partition
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962: MTH of the empty list
 
@@ -203,13 +206,32 @@ class MerkleFrontier:
         return cls(size, [bytes.fromhex(n) for n in nodes])
 
 
-def checkpoint_message(partition: str, tree_size: int, root: bytes, created_at_ms: int) -> bytes:
-    """The bytes a checkpoint signature covers: partition, tree size (= to_seq + 1), root, time."""
-    digest = hashlib.sha256(CHECKPOINT_TAG)
-    for part in (partition.encode("utf-8"), tree_size.to_bytes(8, "big"), root,
-                 created_at_ms.to_bytes(8, "big", signed=True)):
+def checkpoint_message(partition: str, tree_size: int, root: bytes, created_at_ms: int,
+                       prev_checkpoint: str = "") -> bytes:
+    """The bytes a checkpoint signature covers: partition, tree size (= to_seq + 1), root,
+    time and, for a chained (v2) checkpoint, the previous checkpoint's reference
+    (:func:`checkpoint_ref`). It is also the checkpoint's hash, which the next one names."""
+    fields = [partition.encode("utf-8"), tree_size.to_bytes(8, "big"), root,
+              created_at_ms.to_bytes(8, "big", signed=True)]
+    if prev_checkpoint:
+        fields.append(prev_checkpoint.encode("utf-8"))
+    digest = hashlib.sha256(CHAINED_CHECKPOINT_TAG if prev_checkpoint else CHECKPOINT_TAG)
+    for part in fields:
         digest.update(_field(part))
     return digest.digest()
+
+
+def checkpoint_ref(partition: str, to_seq: int, message: bytes) -> str:
+    """How a checkpoint names its predecessor: ``<partition>@<to_seq>:<hash hex>``. The
+    partition and seq only make a dangling link readable; the hash is what binds.
+
+    >>> checkpoint_ref("findings.v1/0", 999, bytes(32))[:18]
+    'findings.v1/0@999:'
+    """
+    return f"{partition}@{to_seq}:{message.hex()}"
+
+
+GENESIS_CHECKPOINT = "genesis"  # prev_checkpoint of a writer's first checkpoint in an empty log
 
 
 @dataclass(frozen=True)
@@ -238,6 +260,7 @@ class InclusionProof:
     key_id: str = ""
     signature: str = ""
     notes: list[str] = field(default_factory=list)
+    prev_checkpoint: str = ""  # what the checkpoint's signature also covers (v2)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -267,5 +290,6 @@ def verify_inclusion(proof: InclusionProof, public_key: bytes | None = None) -> 
         return False
     from sinks.audit_signing import verify_signature
 
-    message = checkpoint_message(proof.partition, proof.tree_size, root, proof.checkpoint_created_at_ms)
+    message = checkpoint_message(proof.partition, proof.tree_size, root, proof.checkpoint_created_at_ms,
+                                 proof.prev_checkpoint)
     return verify_signature(public_key, message, proof.signature)

@@ -26,16 +26,51 @@ def key_id(public_key: bytes) -> str:
 
 
 def parse_seed(text: str) -> bytes:
-    """A hex seed from configuration → 32 bytes; the error names the variable and the fix."""
+    """A hex seed (or a file holding it) from configuration → 32 bytes; the error names the
+    variable and the fix."""
+    from pathlib import Path
+
+    value = text.strip()
+    if value and len(value) != 64 and Path(value).is_file():  # a mounted secret
+        value = Path(value).read_text().strip()
     try:
-        seed = bytes.fromhex(text.strip())
+        seed = bytes.fromhex(value)
     except ValueError:
         seed = b""
     if len(seed) != 32:
         raise ValueError(
-            "WARDEN_AUDIT_SIGNING_KEY must be 64 hex digits (a 32-byte Ed25519 seed); "
+            "WARDEN_AUDIT_SIGNING_KEY must be 64 hex digits (a 32-byte Ed25519 seed) or a file holding them; "
             "make one with: openssl rand -hex 32")
     return seed
+
+
+def parse_public_key(text: str) -> bytes:
+    """A raw Ed25519 public key from configuration: 64 hex digits, or the path of a file
+    holding them (or a PEM ``PUBLIC KEY``); the error names the variable and the fix.
+
+    >>> parse_public_key(CheckpointSigner(bytes(32)).public_key.hex()) == CheckpointSigner(bytes(32)).public_key
+    True
+    """
+    from pathlib import Path
+
+    value = text.strip()
+    if value and len(value) != 64 and Path(value).is_file():
+        value = Path(value).read_text().strip()
+    if value.startswith("-----BEGIN PUBLIC KEY-----"):
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        loaded = load_pem_public_key(value.encode())
+        if isinstance(loaded, Ed25519PublicKey):
+            return loaded.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(
+            "WARDEN_AUDIT_PUBLIC_KEY must be 64 hex digits (a raw Ed25519 public key), or a file holding "
+            "them or a PEM public key; print it on the worker with: warden audit public-key")
+    return raw
 
 
 class CheckpointSigner:

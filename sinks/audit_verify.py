@@ -10,14 +10,17 @@ link is unanchored); other partitions are still checked.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sinks.audit_merkle import (
     GENESIS_HASH,
+    InclusionProof,
     MerkleFrontier,
-    checkpoint_message,
+    inclusion_path,
     leaf_hash,
+    merkle_root,
     payload_digest,
     record_hash,
 )
@@ -34,6 +37,7 @@ DUPLICATE_SEQ = "duplicate_seq"  # two rows claim one position
 BAD_CHECKPOINT_ROOT = "bad_checkpoint_root"  # records no longer give the checkpoint's root
 BAD_SIGNATURE = "bad_signature"  # missing, unknown-key or invalid signature
 TRUNCATED = "truncated"  # a checkpoint covers records that are gone from the end
+MISSING_CHECKPOINT = "missing_checkpoint"  # a checkpoint links to one that is gone (rollback, deleted chain)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class VerifyReport:
     checkpoints: int = 0
     signatures: int = 0  # checkpoint signatures checked against a configured key
     problems: list[Problem] = field(default_factory=list)  # first problem of each broken partition
+    # Checkpoints no other checkpoint links to yet (each writer's newest). Record them: a
+    # later verify given them (``expect``) detects a rollback of the newest checkpoints too.
+    tips: list[str] = field(default_factory=list)
+    newest_checkpoint_ms: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,7 +75,8 @@ class _Broken(Exception):
         self.problem = problem
 
 
-def verify_log(log: AuditLog, partition: str | None, from_at: float | None, to_at: float | None) -> VerifyReport:
+def verify_log(log: AuditLog, partition: str | None, from_at: float | None, to_at: float | None,
+               expect: tuple[str, ...] = ()) -> VerifyReport:
     report = VerifyReport()
     for part in [partition] if partition is not None else log.partitions():
         report.partitions += 1
@@ -75,7 +84,44 @@ def verify_log(log: AuditLog, partition: str | None, from_at: float | None, to_a
             _verify_partition(log, part, from_at, to_at, report)
         except _Broken as broken:
             report.problems.append(broken.problem)
+    _check_links(log, partition, expect, report)
     return report
+
+
+def _check_links(log: AuditLog, partition: str | None, expect: tuple[str, ...], report: VerifyReport) -> None:
+    """Every checkpoint's ``prev_checkpoint`` must name a checkpoint still in the log (its
+    hash recomputed from its fields, which the partition checks verified against records
+    and signature). Deleting a partition's chain, or rolling a partition back to an older
+    checkpoint, removes checkpoints a later one links to. ``expect``: checkpoint refs from
+    an earlier verify (its tips), which must all still be there."""
+    from sinks.audit import CHECKPOINT_SELECT, checkpoint_from_row
+    from sinks.audit_merkle import GENESIS_CHECKPOINT
+
+    checkpoints = [checkpoint_from_row(r) for r in log.store.query_rows(CHECKPOINT_SELECT)]
+    refs = set()
+    for cp in checkpoints:
+        with suppress(ValueError):  # a root that is not hex: its partition's check reports it
+            refs.add(cp.ref)
+    linked = {cp.prev_checkpoint for cp in checkpoints}
+    report.tips = sorted(refs - linked)
+    report.newest_checkpoint_ms = max((cp.created_at_ms for cp in checkpoints), default=None)
+    broken = {p.partition for p in report.problems}
+    for cp in sorted(checkpoints, key=lambda c: (c.partition, c.to_seq)):
+        if partition is not None and cp.partition != partition or cp.partition in broken:
+            continue
+        if cp.prev_checkpoint not in ("", GENESIS_CHECKPOINT) and cp.prev_checkpoint not in refs:
+            gone = cp.prev_checkpoint.rsplit(":", 1)[0]
+            report.problems.append(Problem(cp.partition, cp.to_seq, "", MISSING_CHECKPOINT,
+                                           f"checkpoint at seq {cp.to_seq} links to checkpoint {gone}, which is "
+                                           "gone: that chain was deleted or rolled back"))
+            broken.add(cp.partition)
+    for ref in expect:
+        if ref not in refs:
+            where = ref.rsplit(":", 1)[0]
+            report.problems.append(Problem(where.rsplit("@", 1)[0], -1, "", MISSING_CHECKPOINT,
+                                           f"expected checkpoint {where} is gone (or altered): rolled back or "
+                                           "deleted since the verify that recorded it"))
+
 
 
 def _bounds(log: AuditLog, part: str, from_at: float | None, to_at: float | None) -> tuple[int, int | None]:
@@ -112,8 +158,7 @@ def _check_checkpoint(log: AuditLog, cp: Checkpoint, frontier: MerkleFrontier | 
         raise _Broken(Problem(cp.partition, cp.to_seq, record_id, BAD_SIGNATURE, f"checkpoint at seq {cp.to_seq} {why}"))
     from sinks.audit_signing import verify_signature
 
-    message = checkpoint_message(cp.partition, cp.tree_size, bytes.fromhex(cp.root), cp.created_at_ms)
-    if not verify_signature(key, message, cp.signature):
+    if not verify_signature(key, cp.message, cp.signature):
         raise _Broken(Problem(cp.partition, cp.to_seq, record_id, BAD_SIGNATURE,
                               f"checkpoint at seq {cp.to_seq}: signature does not match key {cp.key_id}"))
     report.signatures += 1
@@ -181,3 +226,53 @@ def _verify_partition(log: AuditLog, part: str, from_at: float | None, to_at: fl
             raise _Broken(Problem(part, expected, "", TRUNCATED,
                                   f"checkpoint at seq {beyond[-1].to_seq} covers records, but the log ends "
                                   f"at seq {expected - 1}"))
+
+
+def prove_record(log: AuditLog, record_id: str, partition: str | None) -> InclusionProof:
+    """Inclusion proof of a record in the latest checkpoint that covers it (or in the
+    current head, unsigned, when no checkpoint covers it yet)."""
+    from sinks.audit import CHECKPOINT_SELECT, LOG_TABLE, AuditError, checkpoint_from_row
+
+    where = "record_id = {r:String}" + (" AND partition = {p:String}" if partition is not None else "")
+    found = log.store.query_rows(
+        f"SELECT partition, seq, kind, toUnixTimestamp64Micro(at), payload, prev_hash, record_hash "
+        f"FROM {LOG_TABLE} WHERE {where}", {"r": record_id, "p": partition})
+    if not found:
+        raise AuditError(f"no audit record with id {record_id!r}" + (f" in partition {partition!r}" if partition else ""))
+    if len({r[0] for r in found}) > 1:
+        raise AuditError(f"record id {record_id!r} is in partitions {sorted({r[0] for r in found})}; "
+                         "name one with --partition")
+    part, seq, kind, at_us, payload, prev_hash, stored_hash = found[0]
+    seq = int(seq)
+    cps = log.store.query_rows(
+        CHECKPOINT_SELECT + " WHERE partition = {p:String} AND to_seq >= {s:UInt64} ORDER BY to_seq DESC LIMIT 1",
+        {"p": part, "s": seq})
+    cp = checkpoint_from_row(cps[0]) if cps else None
+    if cp is None:
+        size = int(log.store.query_rows(
+            f"SELECT max(seq) + 1 FROM {LOG_TABLE} WHERE partition = {{p:String}}", {"p": part})[0][0])
+    else:
+        size = cp.tree_size
+    hashes = log.store.query_rows(
+        f"SELECT seq, record_hash FROM {LOG_TABLE} WHERE partition = {{p:String}} AND seq < {{n:UInt64}} "
+        "ORDER BY seq", {"p": part, "n": size})
+    if [int(h[0]) for h in hashes] != list(range(size)):
+        raise AuditError(f"partition {part!r} is missing or repeats records below seq {size}; "
+                         f"run `warden audit verify --partition {part}`")
+    leaves = [leaf_hash(bytes.fromhex(h[1])) for h in hashes]
+
+    root = merkle_root(leaves).hex()
+    notes = []
+    if cp is None:
+        notes.append(f"no checkpoint covers seq {seq} yet: proof is against the current head (unsigned)")
+    elif root != cp.root:
+        raise AuditError(f"partition {part!r} no longer matches its checkpoint at seq {cp.to_seq}; "
+                         f"run `warden audit verify --partition {part}`")
+    return InclusionProof(
+        partition=part, record_id=record_id, kind=str(kind), at_us=int(at_us),
+        payload_sha256=payload_digest(payload).hex(), prev_hash=str(prev_hash), record_hash=str(stored_hash),
+        leaf_index=seq, tree_size=size, audit_path=[p.hex() for p in inclusion_path(seq, leaves)], root=root,
+        checkpoint_to_seq=None if cp is None else cp.to_seq,
+        checkpoint_created_at_ms=None if cp is None else cp.created_at_ms,
+        key_id="" if cp is None else cp.key_id, signature="" if cp is None else cp.signature, notes=notes,
+        prev_checkpoint="" if cp is None else cp.prev_checkpoint)

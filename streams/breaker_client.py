@@ -8,17 +8,22 @@ and ``staleness_s`` grows; past ``stale_after_s`` the configured fail mode appli
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from pydantic import ValidationError
 
-from streams.config import KafkaSecurity
+from streams.config import KafkaSecurity, WardenSettings
+from streams.guard.signing import MALFORMED, RecordVerifier, Unauthenticated, parse_public_keys
 from streams.records import BreakerSignal, BreakerState
+
+log = structlog.get_logger("warden.breaker_client")
 
 FailMode = Literal["last_known", "open", "closed"]
 
@@ -37,11 +42,19 @@ class BreakerClient:
     fail_mode
         ``"last_known"`` keeps answering from the last state, ``"open"`` allows all
         traffic (fail open), ``"closed"`` refuses all traffic (fail closed).
+    verifier
+        Public keys of the Warden workers (``streams.guard.signing``, built from settings by
+        :func:`worker_verifier`). With one, a record that is unsigned, signed by an unknown
+        key, forged, published under another target's key or older than the target's
+        current record is ignored, counted in ``rejected`` by reason, logged, and kept in
+        ``last_rejection``: anyone who can write the topic could otherwise open a breaker.
+        Without one every well-formed record is trusted (compatibility; docs/SECURITY.md).
     """
 
     def __init__(self, bootstrap: str, topic: str = "warden.breaker.v1", *,
                  stale_after_s: float = 30.0, fail_mode: FailMode = "last_known",
-                 security: KafkaSecurity | None = None, rng: random.Random | None = None):
+                 security: KafkaSecurity | None = None, rng: random.Random | None = None,
+                 verifier: RecordVerifier | None = None):
         self.topic = topic
         self.stale_after_s = stale_after_s
         self.fail_mode: FailMode = fail_mode
@@ -52,6 +65,9 @@ class BreakerClient:
         self._last_contact = time.monotonic()
         self.updates_seen = 0
         self.invalid_records = 0
+        self.verifier = verifier if verifier else None
+        self.rejected: dict[str, int] = {}
+        self.last_rejection = ""
         self.on_update: list[Any] = []
         self._conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
@@ -147,17 +163,52 @@ class BreakerClient:
         except Exception:  # unreachable: staleness grows, the last state stays
             pass
 
+    def _reject(self, reason: str, detail: str) -> None:
+        from streams.metrics import METRICS
+
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.last_rejection = f"{reason}: {detail}"[:300]
+        METRICS.control_rejected.labels("breaker_client", reason).inc()
+        log.warning("breaker_signal_rejected", topic=self.topic, reason=reason, detail=detail[:300])
+
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if value is None:  # tombstone: the target was released
-            if key:
-                self._states.pop(key.decode(), None)
+            if key and self.verifier is None:  # unsigned: with a verifier, only a signed record moves state
+                self._states.pop(key.decode("utf-8", "replace"), None)
+            elif key:
+                self._reject("unsigned", f"tombstone for {key.decode('utf-8', 'replace')[:128]!r} ignored")
             return
         try:
-            signal = BreakerSignal.model_validate_json(value)
-        except ValidationError:
+            record = json.loads(value)
+            if self.verifier is not None:
+                if not isinstance(record, dict):
+                    raise Unauthenticated(MALFORMED, "not a JSON object")
+                self.verifier.verify(record)
+            signal = BreakerSignal.model_validate(record)
+        except Unauthenticated as exc:
+            self._reject(exc.reason, str(exc))
+            return
+        except (ValueError, ValidationError):
             self.invalid_records += 1
             return
+        if self.verifier is not None:
+            # A signed record replayed under another target's key, or an old one written
+            # again, must not move a target's state.
+            if key is not None and key.decode("utf-8", "replace") != signal.target:
+                self._reject("wrong_key", f"record for {signal.target[:128]!r} published under another key")
+                return
+            current = self._states.get(signal.target)
+            if current is not None and signal.at < current.at:
+                self._reject("stale", f"record for {signal.target[:128]!r} older than the current one")
+                return
         self._states[signal.target] = signal
         self.updates_seen += 1
         for callback in self.on_update:
             callback(signal)
+
+
+def worker_verifier(settings: WardenSettings) -> RecordVerifier | None:
+    """The workers' public keys (``WARDEN_WORKER_PUBLIC_KEYS``) as serving's verifier, or
+    None when none is configured (then the client trusts every record)."""
+    keys = parse_public_keys(settings.worker_public_keys, "WARDEN_WORKER_PUBLIC_KEYS")
+    return RecordVerifier(keys) if keys else None

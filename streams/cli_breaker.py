@@ -12,10 +12,11 @@ from confluent_kafka import Producer
 from rich.console import Console
 
 from detectors.breaker import load_policy, parse_target, target_key
-from streams.breaker_client import BreakerClient
+from streams.breaker_client import BreakerClient, worker_verifier
 from streams.breaking import OVERRIDE, RELEASE, control_finding
 from streams.changes import operator
 from streams.config import WardenSettings
+from streams.guard.control import control_keys
 
 console = Console()
 
@@ -24,7 +25,13 @@ def send_control(settings: WardenSettings, kind: str, target: str, **evidence: o
     """Operator commands travel on the findings topic, keyed by route, to the decide agent
     that owns the route's breaker state; the decision is recorded like any other."""
     finding = control_finding(kind, target, time.time(), **evidence)
-    record = {**finding.to_dict(), "config_version": "operator"}
+    # Signed with the operator's own key (WARDEN_SIGNAL_KEY, named WARDEN_SIGNAL_KEY_NAME):
+    # workers record the key's name as the operator, whatever --operator claims.
+    keys = control_keys(settings, worker=False)
+    if keys.signer is None:
+        console.print("[yellow]WARDEN_SIGNAL_KEY is not set: this command is unsigned; workers that trust "
+                      "operator keys reject it (docs/SECURITY.md \"Control records\")[/yellow]")
+    record = keys.sign({**finding.to_dict(), "config_version": "operator"})
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
                          **settings.security.confluent()})
     producer.produce(settings.topic("findings.v1"), key=finding.subject.get("route", "").encode(),
@@ -63,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
         settings = WardenSettings()
         with BreakerClient(settings.kafka_bootstrap, settings.topic("breaker.v1"),
-                           security=settings.security) as client:
+                           security=settings.security, verifier=worker_verifier(settings)) as client:
             rows = [{"target": t, "state": s.state.value, "since": f"{s.at:%Y-%m-%d %H:%M:%S}",
                      "operator": s.operator or "", "reason": s.reason[:80]}
                     for t, s in sorted(client.states().items())]
@@ -100,6 +107,15 @@ def register(app: typer.Typer) -> None:
         canonical = target_key(parse_target(target))
         send_control(WardenSettings(), RELEASE, canonical, reason=reason, operator=who or operator())
         console.print(f"requested release of {canonical}")
+
+    @breaker_app.command("public-key")
+    def public_key() -> None:
+        """Print NAME=HEX of this machine's WARDEN_SIGNAL_KEY: add it to WARDEN_OPERATOR_PUBLIC_KEYS
+        (an operator's key) or WARDEN_WORKER_PUBLIC_KEYS (a worker's) where records are checked."""
+        signer = control_keys(WardenSettings(), worker=False).signer
+        if signer is None:
+            raise typer.BadParameter("WARDEN_SIGNAL_KEY is not set; make a seed with: openssl rand -hex 32")
+        typer.echo(f"{signer.name}={signer.public_key.hex()}")
 
     @breaker_app.command("history")
     def history(target: str, limit: Annotated[int, typer.Option()] = 50) -> None:

@@ -128,9 +128,24 @@ class WardenSettings(BaseSettings):
     scope_ttl_s: float = Field(default=86_400.0, gt=0)
     # At most one cardinality.scope_cap finding (and log line) per this many seconds.
     scope_alert_every_s: float = Field(default=60.0, gt=0)
-    # Ed25519 seed (64 hex digits) that signs audit checkpoints; unsigned when absent.
+    # Ed25519 seed (64 hex digits, or a file holding them) that signs audit checkpoints;
+    # unsigned when absent. Verifiers need only the public half (docs/AUDIT.md "Keys").
     audit_signing_key: SecretStr | None = None
-    audit_checkpoint_every: int = 1000
+    audit_public_key: str | None = None  # 64 hex digits or a file: what `warden audit verify` checks with
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
+    # A partition's newest records get a signed checkpoint at most this long after they were
+    # appended, however few they are (a quiet chain, such as the overrides', is signed too).
+    audit_checkpoint_interval_s: float = Field(default=10.0, gt=0.0, le=3600.0)
+    # Control records (docs/SECURITY.md "Control records"): this process's Ed25519 seed (64
+    # hex digits or a file) signs the findings and breaker signals a worker writes, or the
+    # overrides an operator's CLI sends, under the name signal_key_name.
+    signal_key: SecretStr | None = None
+    signal_key_name: str = "warden"
+    # Trusted public keys, name=hex,... (or a file, one per line): workers' for findings and
+    # breaker signals, operators' for overrides. With any key trusted, decide, the sinks and
+    # BreakerClient reject what no trusted key signed.
+    worker_public_keys: str = ""
+    operator_public_keys: str = ""
     # Producer event time is bounded by the worker's clock (streams/guard/clock.py): at most
     # this far ahead of receive time (clock skew between producers and workers) ...
     event_time_skew_s: float = Field(default=300.0, ge=0.0, le=86_400.0)

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from streams.breaker_client import BreakerClient
 from streams.config import CONFIG_DIR, REPO_ROOT, WardenSettings
+from streams.guard.signing import RecordVerifier
 from streams.loadgen import LoadPlan, run_load
 
 INCIDENTS = ["malformed@0:1", "pii@0.10:0.05", "secret@0.20:0.02", "error_burst@0.35:0.25",
@@ -97,6 +98,10 @@ def run_demo(settings: WardenSettings, console: Console, *, count: int, rate: fl
     for name in ("WARDEN_QUERY_TOKEN", "WARDEN_QUERY_TOKEN_FILE", "WARDEN_WEB_TLS_CERTFILE", "WARDEN_WEB_TLS_KEYFILE"):
         env.pop(name, None)
     workdir.mkdir(parents=True, exist_ok=True)
+    # Signed by default (issue 16): audit checkpoints, and the findings and breaker signals
+    # the worker writes, which the demo's BreakerClient checks with the public key only.
+    audit_public_key = demo_audit_key(env, workdir)
+    signal_public_key = demo_signal_key(env)
     log_path = workdir / "worker.log"
     console.print(f"[bold]starting a worker[/] (topics {demo.topic_prefix}.*, ClickHouse {demo.clickhouse_dsn}, "
                   f"log {log_path})")
@@ -106,7 +111,8 @@ def run_demo(settings: WardenSettings, console: Console, *, count: int, rate: fl
     try:
         wait_healthy(demo.web_port, proc)
         transitions: list[tuple[str, str, str]] = []
-        client = BreakerClient(demo.kafka_bootstrap, demo.topic("breaker.v1")).start(wait_s=60)
+        client = BreakerClient(demo.kafka_bootstrap, demo.topic("breaker.v1"),
+                               verifier=RecordVerifier({"warden-demo": signal_public_key})).start(wait_s=60)
         client.on_update.append(lambda s: transitions.append((s.target, s.state.value, s.reason)))
         plan = LoadPlan.build(count=count, rate=rate, routes=4, trace_kb=2.0, incidents=INCIDENTS)
         console.print(f"[bold]sending {count} traces at {rate:.0f}/s[/] with incidents: {', '.join(INCIDENTS)}")
@@ -115,9 +121,33 @@ def run_demo(settings: WardenSettings, console: Console, *, count: int, rate: fl
         time.sleep(3)  # let the last breaker transitions and alerts land
         client.close()
         _summary(console, demo.web_port, sent, stored, transitions, time.monotonic() - started)
+        console.print(f"audit checkpoints are signed; after the demo, check them with the public key alone:\n"
+                      f"  CLICKHOUSE_DSN={demo.clickhouse_dsn} WARDEN_AUDIT_PUBLIC_KEY={audit_public_key} "
+                      "warden audit verify", soft_wrap=True)
         return 0 if stored["traces"] == sent["valid"] else 1
     finally:
         _stop(proc)
+
+
+def demo_audit_key(env: dict[str, str], workdir: Path) -> str:
+    """Audit signing is on in the demo: a seed per run unless one is configured, kept only in
+    the worker's environment; the public key (all a verifier needs) is written beside the run."""
+    from sinks.audit_signing import CheckpointSigner, parse_seed
+
+    env.setdefault("WARDEN_AUDIT_SIGNING_KEY", secrets.token_hex(32))
+    public_key = CheckpointSigner(parse_seed(env["WARDEN_AUDIT_SIGNING_KEY"])).public_key.hex()
+    (workdir / "audit-public.key").write_text(public_key + "\n")
+    return public_key
+
+
+def demo_signal_key(env: dict[str, str]) -> bytes:
+    """The demo worker signs its control records with a fresh key (``warden-demo``): decide
+    and the sinks then refuse what it did not sign. Returns the public key."""
+    from streams.guard.signing import RecordSigner, parse_seed
+
+    env["WARDEN_SIGNAL_KEY"] = secrets.token_hex(32)
+    env["WARDEN_SIGNAL_KEY_NAME"] = "warden-demo"
+    return RecordSigner("warden-demo", parse_seed(env["WARDEN_SIGNAL_KEY"])).public_key
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -49,6 +49,10 @@ class WorkerMetrics:
                                   ["target"], registry=self.registry)
         self.consumer_lag = Gauge("warden_consumer_lag", "Records behind the partition end, per topic",
                                   ["topic"], registry=self.registry)
+        self.control_rejected = Counter(
+            "warden_control_rejected_total",
+            "Findings, overrides and breaker signals refused for want of a trusted signature "
+            "(streams/guard/control.py), by stage and reason", ["stage", "reason"], registry=self.registry)
         self.state_rejected = Counter("warden_state_rejected_total",
                                       "Stored state records that failed validation (old version, hostile "
                                       "or corrupt content): the key started afresh", ["table"],

@@ -15,7 +15,8 @@ from detectors.config import load_detectors_config
 from detectors.drift import DriftConfig
 from detectors.findings import Finding
 from sinks import tables
-from sinks.audit import AuditLog, alert_records, breaker_records, finding_records
+from sinks.audit import AuditLog
+from sinks.audit_records import alert_records, breaker_records, finding_records
 from sinks.audit_signing import parse_seed
 from sinks.clickhouse import ClickHouseStore, batch_token
 from streams.breaking import TRAFFIC, BreakerDecider
@@ -25,6 +26,13 @@ from streams.drift_stage import DriftStage, TraceDrift
 from streams.economics import Economics
 from streams.governor import Governor, scope_limits
 from streams.guard.clock import EventTimeBounds, decision_time
+from streams.guard.control import (
+    ControlKeys,
+    Unauthenticated,
+    admit_finding,
+    admit_signal,
+    control_keys,
+)
 from streams.guard.sink_rows import store_batch
 from streams.ledger import ChangeFollower
 from streams.metrics import METRICS
@@ -79,8 +87,20 @@ class Wiring:
         self.drift = drift or DriftStage(TraceDrift(*drift_settings(settings)), limits=scope_limits(settings))
         self._store = store
         self.audit = (AuditLog(store, signing_key=audit_seed(settings),
-                               checkpoint_every=settings.audit_checkpoint_every)
+                               checkpoint_every=settings.audit_checkpoint_every,
+                               checkpoint_interval_s=settings.audit_checkpoint_interval_s)
                       if store is not None else None)
+        if self.audit is not None and self.audit.signer is None:
+            log.warning("audit_unsigned", detail="no WARDEN_AUDIT_SIGNING_KEY: audit checkpoints are unsigned and "
+                        "detect accidents, not an attacker with write access (docs/AUDIT.md, 'Keys in production')")
+        # Signed control records (issue 16, streams/guard/control.py): what this worker writes
+        # is signed with its key; what decide, the sinks and serving act on must be.
+        self.control: ControlKeys = control_keys(settings)
+        if not self.control.required:
+            log.warning("control_records_unauthenticated",
+                        detail="no WARDEN_WORKER_PUBLIC_KEYS / WARDEN_OPERATOR_PUBLIC_KEYS / WARDEN_SIGNAL_KEY: "
+                               "findings, overrides and breaker signals are accepted unsigned and operator "
+                               "names are recorded as unauthenticated:<name> (docs/SECURITY.md)")
         self.stopping = threading.Event()
         self.dead_letters_stored = 0
         # Event time is bounded by this worker's clock (streams.guard.clock); tests set both.
@@ -123,9 +143,49 @@ class Wiring:
         return record
 
     def finding_record(self, finding: Finding) -> dict[str, Any]:
+        """The finding as published: signed with the worker's key when it has one."""
         record = finding.to_dict()
         record["config_version"] = str(finding.evidence.get("config_version", self.governor.config.version))
-        return record
+        return self.control.sign(record)
+
+    def signal_record(self, signal: BreakerSignal) -> dict[str, Any]:
+        """A breaker signal as published: signed with the worker's key when it has one."""
+        return self.control.sign(signal.model_dump(mode="json"))
+
+    def admit(self, record: Any, stage: str = "decide") -> dict[str, Any]:
+        """The finding (or operator command) as ``decide`` may act on it; an unsigned or
+        wrongly signed one raises :class:`Unauthenticated`, counted and logged here."""
+        try:
+            return admit_finding(record, self.control)
+        except Unauthenticated as exc:
+            self._rejected(stage, exc, record)
+            raise
+
+    def _rejected(self, stage: str, exc: Unauthenticated, record: Any) -> None:
+        fields: Mapping[str, Any] = record if isinstance(record, Mapping) else {}
+        evidence = fields.get("evidence") if isinstance(fields.get("evidence"), Mapping) else {}
+        METRICS.control_rejected.labels(stage, exc.reason).inc()
+        log.warning("control_rejected", stage=stage, reason=exc.reason, detail=str(exc)[:300],
+                    kind=str(fields.get("kind", ""))[:64], target=str(fields.get("target", ""))[:128],
+                    claimed_operator=str((evidence or {}).get("operator", ""))[:128])
+
+    def _authentic(self, table: str, records: Sequence[Any]) -> list[tuple[int, Any]]:
+        """(index, record) of the records a sink may store: findings and breaker signals
+        signed by a trusted key (all of them when nothing is required). Findings are stored
+        as decide acts on them: without ``auth``, an override under its signer's name."""
+        kept: list[tuple[int, Any]] = []
+        for i, record in enumerate(records):
+            try:
+                if table == "findings":
+                    kept.append((i, admit_finding(record, self.control) if isinstance(record, Mapping) else record))
+                elif table == "breaker_events":
+                    admit_signal(record, self.control)
+                    kept.append((i, record))
+                else:
+                    kept.append((i, record))
+            except Unauthenticated as exc:
+                self._rejected(f"sink_{table}", exc, record)
+        return kept
 
     def drift_batch(self, records: Sequence[Mapping[str, Any]],
                     states: Any) -> tuple[list[Finding], dict[str, Any]]:
@@ -182,16 +242,19 @@ class Wiring:
         their source partition. True once durable, False if stopping first. A batch
         spanning many days is inserted in partition-bounded chunks, and rows ClickHouse
         refuses while it answers become dead letters (streams.guard.sink_rows)."""
-        if table == "findings":
+        if table in ("findings", "breaker_events"):
             # Per-batch traffic summaries are the breaker engine's input, not findings: one
             # per scope per govern batch would outnumber real findings (and the audit chain).
-            kept = [i for i, r in enumerate(records) if not isinstance(r, Mapping) or r.get("kind") != TRAFFIC]
-            if len(kept) < len(records):
-                records = [records[i] for i in kept]
+            # A forged finding or breaker signal is neither stored nor audited (issue 16).
+            admitted = [(i, r) for i, r in self._authentic(table, records)
+                        if not isinstance(r, Mapping) or r.get("kind") != TRAFFIC]
+            kept = [i for i, _ in admitted]
+            records = [r for _, r in admitted]
+            if len(kept) < len(partitions or offsets):
                 partitions = [partitions[i] for i in kept] if partitions else ()
                 offsets = [offsets[i] for i in kept] if offsets else ()
-                if not records:
-                    return True
+            if not records:
+                return True
         layout = LAYOUTS[table]
         failures_before = self.store.write_failures
         batch = store_batch(self.store, layout, records, source_topic=self.settings.topic(SOURCES[table]),

@@ -13,17 +13,19 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sinks.audit import AuditLog, AuditRecord, breaker_records, finding_records
+from sinks.audit import AuditLog, AuditRecord
 from sinks.audit_merkle import (
     GENESIS_HASH,
     InclusionProof,
     MerkleFrontier,
     checkpoint_message,
+    checkpoint_ref,
     leaf_hash,
     payload_digest,
     record_hash,
     verify_inclusion,
 )
+from sinks.audit_records import breaker_records, finding_records
 from sinks.audit_signing import CheckpointSigner
 from sinks.audit_verify import (
     BAD_CHECKPOINT_ROOT,
@@ -85,19 +87,22 @@ def rewrite_from(store: ClickHouseStore, seq: int, change: Callable[[list[Any]],
 def resign_checkpoints(store: ClickHouseStore, signer: CheckpointSigner | None) -> None:
     """Recompute every checkpoint from the (rewritten) records; sign with ``signer``."""
     chain = rows(store)
-    cps = store.query_rows("SELECT to_seq, toUnixTimestamp64Milli(created_at) FROM audit_checkpoints "
-                           "WHERE partition = 'p' ORDER BY to_seq")
-    for to_seq, created in cps:
+    cps = store.query_rows("SELECT to_seq, toUnixTimestamp64Milli(created_at), prev_checkpoint "
+                           "FROM audit_checkpoints WHERE partition = 'p' ORDER BY to_seq")
+    prev = cps[0][2] if cps else ""
+    for to_seq, created, _ in cps:  # the checkpoint chain is relinked too
         frontier = MerkleFrontier()
         for row in chain[: to_seq + 1]:
             frontier.append(leaf_hash(bytes.fromhex(row[7])))
         root = frontier.root()
-        sig = signer.sign(checkpoint_message("p", to_seq + 1, root, created)) if signer else ""
+        message = checkpoint_message("p", to_seq + 1, root, created, prev)
+        sig = signer.sign(message) if signer else ""
         kid = signer.key_id if signer else ""
         nodes = "[" + ",".join(f"'{n}'" for n in frontier.to_hex()) + "]"
         store.command(f"ALTER TABLE audit_checkpoints UPDATE root = '{root.hex()}', frontier = {nodes}, "
-                      f"head_hash = '{chain[to_seq][7]}', signature = '{sig}', key_id = '{kid}' "
-                      f"WHERE partition = 'p' AND to_seq = {to_seq}{SYNC}")
+                      f"head_hash = '{chain[to_seq][7]}', signature = '{sig}', key_id = '{kid}', "
+                      f"prev_checkpoint = '{prev}' WHERE partition = 'p' AND to_seq = {to_seq}{SYNC}")
+        prev = checkpoint_ref("p", to_seq, message)
 
 
 def only_problem(log: AuditLog) -> Any:

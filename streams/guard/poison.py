@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from streams.guard.signing import Unauthenticated
 from streams.ingest import SourcePosition
 from streams.records import DeadLetter, InferenceTrace
 from streams.state import dumps
@@ -51,7 +52,10 @@ def undecidable(record: Any, exc: Exception, where: SourcePosition) -> dict[str,
     raw_evidence = fields.get("evidence")
     evidence: Mapping[str, Any] = raw_evidence if isinstance(raw_evidence, Mapping) else {}
     kind = str(fields.get("kind", ""))
-    code = "bad_override" if kind.startswith("breaker.") else "undecidable_finding"
+    if isinstance(exc, Unauthenticated):  # no trusted signature (streams/guard/control.py)
+        code = "unauthenticated"
+    else:
+        code = "bad_override" if kind.startswith("breaker.") else "undecidable_finding"
     return content_free_dead_letter(
         code, f"decide could not apply this record: {type(exc).__name__}: {str(exc)[:500]}", dumps(record),
         source_topic=where.topic, partition=where.partition, offset=where.offset, key=where.key,
