@@ -238,6 +238,72 @@ def test_worker_consumers_use_a_short_fetch_wait() -> None:
     assert wait_ms == 7 and servers == ["127.0.0.1:1", "127.0.0.1:2"]
 
 
+def test_seeking_to_committed_offsets_rewinds_partitions_the_group_never_committed() -> None:
+    """Issue 21: after a rebalance Faust fetches from the stream partitions, then seeks them
+    to their committed offsets and clears the agents' buffers. aiokafka seeks only offsets
+    above 0, so a partition not yet committed kept the advanced position and the records
+    cleared from the buffers were never read (120-180 lost per partition, and the next commit
+    went past them). Such a partition starts over where a new consumer would; changelog
+    partitions are left to table recovery."""
+    from streams.kafka_transport import broker_url
+
+    class FakeConsumer:
+        def __init__(self, committed: dict[Any, int | None]):
+            self.committed, self.calls = committed, []  # type: ignore[var-annotated]
+
+        async def seek_to_committed(self) -> dict[Any, int | None]:
+            return self.committed
+
+        def seek(self, tp: Any, offset: int) -> None:
+            self.calls.append(("seek", tp.topic, tp.partition, offset))
+
+        async def seek_to_beginning(self, *tps: Any) -> None:
+            self.calls.extend(("beginning", tp.topic, tp.partition) for tp in tps)
+
+        async def seek_to_end(self, *tps: Any) -> None:
+            self.calls.extend(("end", tp.topic, tp.partition) for tp in tps)
+
+    async def seeks(reset: str) -> list[tuple[Any, ...]]:
+        from aiokafka import TopicPartition
+
+        app = faust.App("t-seek", broker=broker_url("127.0.0.1:1"), consumer_auto_offset_reset=reset)
+        app.Table("state", default=None)
+        changelog = app.tables["state"].changelog_topic.get_topic_name()
+        fake = FakeConsumer({TopicPartition("raw", 0): None, TopicPartition("raw", 1): 0,
+                             TopicPartition("raw", 2): 17, TopicPartition(changelog, 0): None})
+        thread = app.consumer._thread
+        thread._ensure_consumer = lambda: fake
+        committed = await thread._seek_to_committed_or_reset()
+        assert committed is fake.committed  # what Faust records as committed: unchanged
+        return fake.calls
+
+    assert asyncio.run(seeks("earliest")) == [("seek", "raw", 1, 0), ("beginning", "raw", 0)]
+    assert asyncio.run(seeks("latest")) == [("seek", "raw", 1, 0), ("end", "raw", 0)]
+
+
+def test_the_fetch_loop_hands_out_nothing_while_the_stream_partitions_are_seeked() -> None:
+    """Issue 21: records fetched before the seek, handed out while it ran, moved the read
+    offset past the committed one and were cleared with the agents' buffers. The seek stops
+    the consumer's flow; Faust resumes it after clearing the buffers (tables/recovery.py)."""
+    from streams.kafka_transport import broker_url
+
+    async def flow_after_seek(active: bool) -> bool:
+        app = faust.App("t-seek-flow", broker=broker_url("127.0.0.1:1"))
+        consumer = app.consumer
+
+        async def seek_to_committed() -> dict[Any, int]:
+            assert not consumer.flow_active  # stopped before the seek, not after
+            return {}
+
+        consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+        consumer.resume_flow() if active else consumer.stop_flow()
+        await consumer.perform_seek()
+        return bool(consumer.flow_active)
+
+    assert asyncio.run(flow_after_seek(True)) is False
+    assert asyncio.run(flow_after_seek(False)) is False  # Faust's own seek: left stopped
+
+
 def test_a_failed_send_leaves_the_batch_unacknowledged() -> None:
     import pytest
 
