@@ -5,14 +5,17 @@
 * ``warden sim publish --speedup N`` sends a day to Kafka with event time compressed;
 * ``warden sim score --truth T --findings F`` scores findings (``warden replay``'s output)
   against the truth file: per incident what caught it, after how long, its driver, and the
-  false alarms on stable traffic.
+  false alarms on stable traffic;
+* ``warden sim replay --day DIR`` replays a written day through the detectors *and* the
+  breaker on event time (``streams.sim.decide``) and prints the same, with breaker actions.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +23,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from streams.sim.day import SimDay
+    from streams.sim.score import Score
 
 console = Console()
 sim_app = typer.Typer(help="Realistic simulated traffic: a day of routes and incidents, with a truth file.",
@@ -93,6 +97,39 @@ def publish_command(
     console.print(publish_day(settings(), day, speedup=speedup, console=console))
 
 
+def print_score(result: Score, signals: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """Per incident: what was injected, the finding that caught it, after how long (event
+    time, from ``evidence.detected_at`` where the detector backdates ``at``), its driver and
+    (with ``signals``) the breaker's action; then everything else raised."""
+    from streams.sim.decide import breaker_action
+    from streams.sim.score import driver
+
+    table = Table(title="incidents: what was injected, what caught it, after how long (event time)")
+    columns = ["incident", "finding", "after", "driver", *(["breaker"] if signals is not None else []), "ok"]
+    for column in columns:
+        table.add_column(column)
+    for r in result.incidents:
+        inc, f = r.incident, r.finding
+        found = (f"{f['kind']} ({f['severity']})" if f else "MISSED") if inc["expected_kinds"] else (
+            "quiet, as it should be" if r.caught else f"RAISED {', '.join(x['kind'] for x in r.forbidden)}")
+        row = [f"{inc['id']} on {inc['route']}" + (f" ({inc['model']})" if inc.get("model") else ""),
+               found, "" if r.delay_s is None else f"{r.delay_s / 60:.1f} min", "" if f is None else driver(f)]
+        if signals is not None:
+            row.append((breaker_action(inc, signals) or "-") + (f" (expected {inc['breaker']})" if inc.get(
+                "breaker") else ""))
+        table.add_row(*row, "yes" if r.caught else "NO")
+    console.print(table)
+    others = Table(title="everything else raised (warning and critical)")
+    for column in ("kind", "severity", "route", "findings"):
+        others.add_column(column)
+    for (kind, severity, route), n in sorted(result.others().items()):
+        others.add_row(kind, severity, route, str(n))
+    console.print(others)
+    console.print(f"false alarms (warning/critical on stable traffic): {len(result.false_alarms)}, "
+                  f"{result.false_alarms_per_100k:.1f} per 100k traces; by kind: "
+                  f"{dict(result.false_alarms_by_kind())}")
+
+
 @sim_app.command("score")
 def score_command(
     truth: Annotated[Path, typer.Option(help="truth.json of the day")],
@@ -100,29 +137,42 @@ def score_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Score findings against the truth: exit 1 when an incident was missed."""
-    from streams.sim.score import driver, score
+    from streams.sim.score import score
 
     doc = json.loads(truth.read_text(encoding="utf-8"))
     rows = [json.loads(line) for line in findings.read_text(encoding="utf-8").splitlines() if line.strip()]
     result = score(doc, rows)
-    summary = result.summary()
     if as_json:
-        typer.echo(json.dumps(summary, indent=1))
+        typer.echo(json.dumps(result.summary(), indent=1))
     else:
-        table = Table(title="incidents: what was injected, what caught it, after how long (event time)")
-        for column in ("incident", "finding", "after", "driver", "ok"):
-            table.add_column(column)
-        for r in result.incidents:
-            inc, f = r.incident, r.finding
-            found = (f"{f['kind']} ({f['severity']})" if f else "MISSED") if inc["expected_kinds"] else (
-                "quiet, as it should be" if r.caught else f"RAISED {', '.join(x['kind'] for x in r.forbidden)}")
-            table.add_row(f"{inc['id']} on {inc['route']}" + (f" ({inc['model']})" if inc.get("model") else ""),
-                          found, "" if r.delay_s is None else f"{r.delay_s / 60:.1f} min",
-                          "" if f is None else driver(f), "yes" if r.caught else "NO")
-        console.print(table)
-        console.print(f"false alarms (warning/critical on stable traffic): {len(result.false_alarms)}, "
-                      f"{result.false_alarms_per_100k:.1f} per 100k traces; by kind: "
-                      f"{dict(result.false_alarms_by_kind())}")
+        print_score(result)
+    if not result.all_caught:
+        raise typer.Exit(1)
+
+
+@sim_app.command("replay")
+def replay_command(
+    day: Annotated[Path, typer.Option(help="a directory written by 'warden sim day'")],
+    embeddings: Annotated[bool, typer.Option(help="run embedding drift (loads the sentence encoder)")] = True,
+) -> None:
+    """Replay a written day through the detectors and the breaker (event time, no Kafka),
+    write findings.jsonl and breaker.jsonl beside it, and score it: exit 1 on a miss."""
+    from streams.cli_replay import read_changes
+    from streams.replay import Replay
+    from streams.sim.decide import DecidingReplay
+    from streams.sim.score import score
+
+    replay = DecidingReplay(Replay(day / "config", embeddings=embeddings,
+                                   changes=read_changes(day / "changes.jsonl")))
+    rows: list[dict[str, Any]] = []
+    with (day / "traces.jsonl").open("rb") as source, (day / "findings.jsonl").open("w") as sink:
+        for batch in replay.run(source):
+            for record in batch.findings:
+                sink.write(json.dumps(record, default=str) + "\n")
+            rows += batch.findings
+    (day / "breaker.jsonl").write_text("".join(json.dumps(s) + "\n" for s in replay.signals), encoding="utf-8")
+    result = score(json.loads((day / "truth.json").read_text(encoding="utf-8")), rows)
+    print_score(result, replay.signals)
     if not result.all_caught:
         raise typer.Exit(1)
 

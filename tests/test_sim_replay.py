@@ -1,9 +1,11 @@
 """Issue 19, item 6 offline: a short compressed simulated day with incidents through the
-worker's detectors (``streams.replay.Replay``, what ``warden replay`` runs), no Kafka.
+worker's detectors (``streams.replay.Replay``, what ``warden replay`` runs) and its breaker
+on event time (``streams.sim.decide``, what ``warden sim replay`` runs), no Kafka.
 
 Every injected incident is found by one of its expected findings within its bound (event
-time), the registered prompt change stays quiet, and stable routes raise nothing at warning
-or critical. Embedding drift is left out at ci scale (the encoder on 2 cores is the cost);
+time), the breaker opens where the truth says it should (error burst, PII and secret leaks
+on one A/B arm), the registered prompt change stays quiet, and stable routes raise nothing
+at warning or critical. Embedding drift is left out at ci scale (the encoder on 2 cores is the cost);
 the ``long`` tier runs the standard day of every scenario, topic shifts included.
 """
 
@@ -17,6 +19,7 @@ import pytest
 
 from streams.replay import Replay
 from streams.sim.day import DEFAULT_START, SimDay
+from streams.sim.decide import DecidingReplay, breaker_action
 from streams.sim.scenarios import parse_incident
 from streams.sim.score import Score, score
 from tests.scale import LONG
@@ -38,24 +41,29 @@ CI_INCIDENTS = (
 
 
 def replay_day(day: SimDay, tmp_path: Path, *, embeddings: bool) -> tuple[Score, list[dict[str, Any]], float]:
-    """Write the day, replay it like ``warden replay``; the score, the findings, seconds."""
+    """Write the day, replay it like ``warden sim replay``; the score, the breaker signals,
+    the seconds the replay took."""
     from streams.cli_replay import read_changes
 
     paths = day.write(tmp_path / "day")
     began = time.monotonic()
-    replay = Replay(paths["config"], embeddings=embeddings, changes=read_changes(paths["changes"]))
+    replay = DecidingReplay(Replay(paths["config"], embeddings=embeddings, changes=read_changes(paths["changes"])))
     findings: list[dict[str, Any]] = []
     with paths["traces"].open("rb") as source:
         for batch in replay.run(source):
             assert not batch.errors, batch.errors[:3]
             findings += batch.findings
-    return score(day.truth(), findings), findings, time.monotonic() - began
+    return score(day.truth(), findings), replay.signals, time.monotonic() - began
 
 
-def problems(result: Score) -> list[str]:
+def problems(result: Score, signals: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in result.incidents:
         inc = r.incident
+        if inc["breaker"] == "open":
+            action = breaker_action(inc, signals)
+            if action is None or not action.startswith("open"):
+                out.append(f"{inc['id']} on {inc['route']}: expected the breaker to open, got {action}")
         if r.caught:
             continue
         if inc["expected_kinds"]:
@@ -73,9 +81,9 @@ def problems(result: Score) -> list[str]:
 def test_a_compressed_day_replayed_finds_every_incident_and_stable_routes_stay_quiet(tmp_path: Path) -> None:
     incidents = [parse_incident(spec, DEFAULT_START, CI_HOURS) for spec in CI_INCIDENTS]
     day = SimDay(seed=1, hours=CI_HOURS, scale=CI_SCALE, incidents=incidents)
-    result, _findings, seconds = replay_day(day, tmp_path, embeddings=False)
+    result, signals, seconds = replay_day(day, tmp_path, embeddings=False)
     print(f"{len(day.traces())} traces replayed in {seconds:.0f} s; {result.summary()}")
-    found = problems(result)
+    found = problems(result, signals)
     assert not found, "\n".join(found)
 
 
@@ -83,7 +91,7 @@ def test_a_compressed_day_replayed_finds_every_incident_and_stable_routes_stay_q
 @pytest.mark.skipif(not LONG, reason="WARDEN_TEST_SCALE=long: the encoder over a 6 h day takes minutes")
 def test_the_standard_compressed_day_replayed_finds_every_scenario(tmp_path: Path) -> None:
     day = SimDay(seed=1, hours=6.0, scale=0.5)
-    result, _findings, seconds = replay_day(day, tmp_path, embeddings=True)
+    result, signals, seconds = replay_day(day, tmp_path, embeddings=True)
     print(f"{len(day.traces())} traces replayed in {seconds:.0f} s; {result.summary()}")
-    found = problems(result)
+    found = problems(result, signals)
     assert not found, "\n".join(found)

@@ -44,6 +44,7 @@ class Score:
     incidents: list[IncidentResult]
     false_alarms: list[Mapping[str, Any]]
     eligible_traces: int
+    findings: list[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def all_caught(self) -> bool:
@@ -56,6 +57,12 @@ class Score:
     def false_alarms_by_kind(self) -> Counter[str]:
         """``kind@route`` of each false alarm, counted."""
         return Counter(f"{f['kind']}@{(f.get('subject') or {}).get('route', '')}" for f in self.false_alarms)
+
+    def others(self) -> Counter[tuple[str, str, str]]:
+        """(kind, severity, route) of warning and critical findings that caught no incident."""
+        caught = {id(r.finding) for r in self.incidents if r.finding is not None}
+        return Counter((f["kind"], f["severity"], str((f.get("subject") or {}).get("route", "")))
+                       for f in self.findings if id(f) not in caught and f.get("severity") in LOUD)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: per incident its catch (kind, delay, driver), and the false alarms."""
@@ -121,4 +128,4 @@ def score(truth: Mapping[str, Any], findings: Iterable[Mapping[str, Any]]) -> Sc
                     and seen_at(f) < starts.get((f.get("subject") or {}).get("route", ""), float("inf"))]
     span = float(truth["stream_end_epoch"]) - float(truth["stream_start_epoch"])
     eligible = int(truth["traces"] * max(0.0, 1 - float(truth["false_alarm_rules"]["settle_s"]) / max(1.0, span)))
-    return Score(results, false_alarms, eligible)
+    return Score(results, false_alarms, eligible, found)
