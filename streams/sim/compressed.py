@@ -1,4 +1,5 @@
-"""Detector settings for a compressed day (``warden demo``, the realistic-day e2e test).
+"""Detector settings for a compressed day (``warden sim day --hours H`` with H < 24, the
+realistic-day tests).
 
 A compressed day keeps real event-time semantics (windows, cooldowns and burn-rate
 windows are seconds of event time, published faster with ``--speedup``) but has fewer
