@@ -264,7 +264,7 @@ def _register_optional() -> None:
     """Command groups that live beside their detectors."""
     import importlib
 
-    for module in ("streams.cli_redact", "streams.cli_drift", "streams.cli_replay", "streams.cli_change",
+    for module in ("streams.cli_redact", "streams.cli_drift", "streams.cli_replay", "streams.cli_sim", "streams.cli_change",
                    "streams.cli_breaker", "streams.cli_audit", "streams.otlp.cli"):
         try:
             mod = importlib.import_module(module)
