@@ -26,7 +26,7 @@ from streams.cli import app
 from streams.cli_breaker import send_control
 from streams.config import KafkaSecurity, WardenSettings
 from streams.publisher import TracePublisher
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, topic_specs
 from tests.infra import LocalKafka, free_port_block
 from tests.pipeline_helpers import fast_config, trace_for, wait_for
 from tests.worker_proc import Pipeline
@@ -89,7 +89,7 @@ def test_serving_and_operators_write_only_their_topics_and_the_pipeline_runs(
 
     # The worker's principal creates the topics (what `warden topics` and the worker do).
     worker_settings = admin.model_copy(update={"security": login("warden-worker")})
-    assert len(ensure_topics(worker_settings)) >= 8
+    assert set(ensure_topics(worker_settings)) == {admin.topic(spec.name) for spec in topic_specs(admin)}
 
     serving, operator = login("warden-serving"), login("warden-operator")
     for security, topic in ((serving, "findings.v1"), (serving, "breaker.v1"), (serving, "overrides.v1"),
@@ -135,6 +135,11 @@ def test_serving_and_operators_write_only_their_topics_and_the_pipeline_runs(
         wait_for(lambda: not client.allow(healthy), 120, "operator's override applied", worker, 0.5)
         state = client.state(healthy)
         assert state is not None and state.operator == "unauthenticated:alice"
+        # A detector finding smuggled onto the overrides topic is dead-lettered, not relayed.
+        assert produce_error(bootstrap, operator, pipeline.topic("overrides.v1")) is None  # b"{}": no kind
+        wait_for(lambda: int(worker.scalar("SELECT count() FROM dead_letters FINAL WHERE source_topic = "
+                                           f"'{pipeline.topic('overrides.v1')}'")) == 1, 120,
+                 "the non-override dead-lettered", worker, 0.5)
     finally:
         publisher.close()
         client.close()
