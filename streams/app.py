@@ -4,6 +4,7 @@
     traces.raw ──govern──▶ traces.redacted ──store_traces──▶ ClickHouse traces
                     │  └──▶ deadletter ─────store_dead_letters──▶ dead_letters
                     └─────▶ findings (keyed by route) ──decide──▶ alerts, breaker
+    overrides (operators' commands) ──relay_overrides──▶ findings
     findings / alerts / breaker / changes ──store_*──▶ ClickHouse
 
 ``govern`` is the only reader of the raw topic. Sink agents take batches and return
@@ -25,6 +26,7 @@ import structlog
 
 from streams.config import WardenSettings
 from streams.govern_step import govern_one
+from streams.guard.control import OPERATOR_KINDS
 from streams.guard.poison import undecidable
 from streams.ingest import SourcePosition
 from streams.kafka_transport import broker_url
@@ -78,6 +80,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     key_serializer="raw", value_serializer="raw")
     redacted = app.topic(topic("traces.redacted.v1"), value_serializer=CODEC, key_serializer="raw")
     findings = app.topic(topic("findings.v1"), value_serializer=CODEC, key_serializer="raw")
+    overrides = app.topic(topic("overrides.v1"), value_serializer=CODEC, key_serializer="raw")
     alerts = app.topic(topic("alerts.v1"), value_serializer=CODEC, key_serializer="raw")
     breaker = app.topic(topic("breaker.v1"), value_serializer=CODEC, key_serializer="raw")
     changes = app.topic(topic("changes.v1"), value_serializer=CODEC, key_serializer="raw")
@@ -197,6 +200,29 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                             await commit.send(to_breaker, signal.target.encode(), wiring.signal_record(signal))
                     for alert in wiring.alert_only_alerts():
                         await commit.send(to_alerts, alert.dedup_key.encode(), alert.model_dump(mode="json"))
+
+        @app.agent(overrides, concurrency=1)
+        async def relay_overrides(stream: Any) -> None:
+            # Operators may write only this topic (Kafka ACLs, streams/kafka_acls.py); their
+            # commands reach decide through the findings topic, keyed by route, unchanged
+            # (decide checks the operator's signature). Anything else here is dead-lettered.
+            async for events in event_batches(stream, DECIDE_BATCH, DECIDE_WAIT_S, fence):
+                async with fence.commit(fence.generation, stream, events) as commit:
+                    if not commit.ok:
+                        continue
+                    for event in events:
+                        msg, record = event.message, event.value
+                        kind = record.get("kind") if isinstance(record, dict) else None
+                        if kind in OPERATOR_KINDS:
+                            await commit.send(to_findings, msg.key or b"", record)
+                            continue
+                        where = SourcePosition(msg.topic, msg.partition, msg.offset,
+                                               msg.key.decode("utf-8", "replace") if msg.key else None)
+                        letter = undecidable(record, ValueError(f"{kind!r} is not an operator command: "
+                                                                "the overrides topic carries only "
+                                                                f"{sorted(OPERATOR_KINDS)}"), where)
+                        METRICS.dead_letters.labels(letter["error_kind"]).inc()
+                        await commit.send(to_dead, msg.key or b"", letter)
 
         async def admit_usage(events: list[Any]) -> list[Any]:
             # The economics state, not the committed offset, says what is counted: a hole

@@ -80,6 +80,32 @@ def kafka_status() -> None:
     raise typer.Exit(subprocess.call(["bash", str(KAFKA_SCRIPT), "status"]))
 
 
+@kafka_app.command("acls")
+def kafka_acls(
+    serving: Annotated[str, typer.Option(help="the inference service's Kafka user: writes traces.raw only")],
+    worker: Annotated[str, typer.Option(help="the workers' Kafka user: every Warden topic and its groups")],
+    operator: Annotated[str, typer.Option(help="operators' Kafka user: writes overrides only")],
+    apply: Annotated[bool, typer.Option(help="create them on the broker (log in as a super user); "
+                                              "default: print them")] = False,
+) -> None:
+    """The ACLs of Warden's three principals for this topic prefix and app id
+    (docs/SECURITY.md "Kafka ACLs"); printed, or created with --apply."""
+    from streams.kafka_acls import AclSetupError, Principals, apply_acls, warden_grants
+
+    s = settings()
+    grants = warden_grants(s, Principals(serving=serving, worker=worker, operator=operator))
+    print_rows([{"principal": f"User:{g.principal}", "resource": g.resource, "pattern": g.pattern, "name": g.name,
+                 "operation": g.operation} for g in grants], title="ALLOW (everything else is denied)")
+    if not apply:
+        return
+    try:
+        count = apply_acls(s, [g.binding() for g in grants])
+    except AclSetupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"created {count} ACL bindings on {s.kafka_bootstrap}")
+
+
 @schema_app.command("apply")
 def schema_apply(
     cluster: Annotated[str | None, typer.Option(

@@ -22,8 +22,10 @@ console = Console()
 
 
 def send_control(settings: WardenSettings, kind: str, target: str, **evidence: object) -> None:
-    """Operator commands travel on the findings topic, keyed by route, to the decide agent
-    that owns the route's breaker state; the decision is recorded like any other."""
+    """Operator commands go to the overrides topic (the only one an operator's Kafka
+    principal may write, docs/SECURITY.md "Kafka ACLs"), keyed by route; the worker relays
+    them to the findings topic and the decide agent that owns the route's breaker state.
+    The decision is recorded like any other."""
     finding = control_finding(kind, target, time.time(), **evidence)
     # Signed with the operator's own key (WARDEN_SIGNAL_KEY, named WARDEN_SIGNAL_KEY_NAME):
     # workers record the key's name as the operator, whatever --operator claims.
@@ -34,10 +36,15 @@ def send_control(settings: WardenSettings, kind: str, target: str, **evidence: o
     record = keys.sign({**finding.to_dict(), "config_version": "operator"})
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
                          **settings.security.confluent()})
-    producer.produce(settings.topic("findings.v1"), key=finding.subject.get("route", "").encode(),
-                     value=json.dumps(record).encode())
+    failures: list[object] = []
+    producer.produce(settings.topic("overrides.v1"), key=finding.subject.get("route", "").encode(),
+                     value=json.dumps(record).encode(),
+                     on_delivery=lambda error, _msg: failures.append(error) if error else None)
     if producer.flush(30):
         raise RuntimeError("override not acknowledged by Kafka within 30 s: is the broker reachable?")
+    if failures:
+        raise RuntimeError(f"Kafka refused the override on {settings.topic('overrides.v1')}: {failures[0]} "
+                           "(with ACLs, log in as the operator principal: docs/SECURITY.md \"Kafka ACLs\")")
 
 
 def override_expiry(settings: WardenSettings, target: str, until: str | None, now: float) -> float | None:

@@ -38,6 +38,9 @@ def topic_specs(settings: WardenSettings) -> list[TopicSpec]:
                   "traces after redaction, with redaction findings and policy version"),
         TopicSpec("findings.v1", "Finding v1", "finding_id", False, 30 * 24 * HOUR_MS,
                   "every detector finding, before grouping into alerts"),
+        TopicSpec("overrides.v1", "Finding v1 (breaker.override / breaker.release), signed", "route", False,
+                  30 * 24 * HOUR_MS, "operators' commands (`warden breaker open|close|release`); the "
+                  "only topic operators may write; relayed to findings for decide"),
         TopicSpec("usage.v1", "CostSample v1", "usage", False, 24 * HOUR_MS,
                   "one compact cost record per trace, for budgets, agent runs and cost regressions"),
         TopicSpec("alerts.v1", "Alert v1", "dedup_key", False, 30 * 24 * HOUR_MS,

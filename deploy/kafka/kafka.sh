@@ -3,7 +3,12 @@
 #   kafka.sh setup | up | down | status
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA (var/kafka under the repo),
 #              KAFKA_HEAP (512m), KAFKA_SASL_PORT + KAFKA_SASL_PLAIN_PASSWORD and
-#              KAFKA_SSL_PORT (extra SASL and TLS listeners, for tests).
+#              KAFKA_SSL_PORT (extra SASL and TLS listeners, for tests),
+#              KAFKA_ACLS=1 with KAFKA_ADMIN_PASSWORD and KAFKA_PLAIN_USERS="name:password ..." (needs
+#              KAFKA_SASL_PORT): StandardAuthorizer, allow.everyone.if.no.acl.found=false, super
+#              user 'admin' (the broker's own controller and inter-broker traffic goes over SASL
+#              as admin); the plaintext port then grants nothing. Create the principals' ACLs
+#              with `warden kafka acls --apply` (streams/kafka_acls.py, docs/SECURITY.md "Kafka ACLs").
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -72,6 +77,27 @@ EOF
 listeners=$listeners,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=$listeners
 listener.security.protocol.map=$protocols
+EOF
+  fi
+  if [ "${KAFKA_ACLS:-0}" = "1" ]; then
+    : "${KAFKA_SASL_PORT:?KAFKA_ACLS=1 needs KAFKA_SASL_PORT (the authenticated listener)}"
+    : "${KAFKA_ADMIN_PASSWORD:?KAFKA_ACLS=1 needs KAFKA_ADMIN_PASSWORD (the super user)}"
+    users="user_admin=\"$KAFKA_ADMIN_PASSWORD\" user_warden=\"$KAFKA_SASL_PLAIN_PASSWORD\""
+    for entry in ${KAFKA_PLAIN_USERS:-}; do users="$users user_${entry%%:*}=\"${entry#*:}\""; done
+    admin_login="username=\"admin\" password=\"$KAFKA_ADMIN_PASSWORD\""
+    # Later keys win: the controller listener and inter-broker traffic authenticate as the
+    # super user, so nothing anonymous is trusted anywhere.
+    cat >> "$data/server.properties" <<EOF
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin
+allow.everyone.if.no.acl.found=false
+listener.security.protocol.map=$protocols,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=SASL_PLAINTEXT
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required $admin_login user_admin="$KAFKA_ADMIN_PASSWORD";
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required $admin_login $users;
 EOF
   fi
   if [ ! -f "$data/data/meta.properties" ]; then
