@@ -211,7 +211,8 @@ def test_each_role_runs_its_agents() -> None:
         app = create_app(settings, build_wiring(settings))
         return {name.rsplit(".", 1)[-1] for name in app.agents}
 
-    governing = {"govern", "decide", "economics"}
+    # relay_overrides copies operators' commands from their own topic to decide's input.
+    governing = {"govern", "decide", "economics", "relay_overrides"}
     assert agents(role="govern") == governing | {"drift"}
     assert agents(role="govern", govern_drift=False) == governing  # --role drift workers run it
     assert agents(role="drift") == {"drift"}
