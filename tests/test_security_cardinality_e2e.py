@@ -28,8 +28,11 @@ FLOOD = 3000
 MAX_SCOPES = 300
 # RSS growth allowed over the warm worker: the capped scopes (tens of KB each) plus the
 # bounded buffers a backlog fills (Faust's agent queues, sink batches, the embedded
-# ClickHouse) -- unbounded state would grow with every one of the flood's names.
-GROWTH_BOUND_MB = 400
+# ClickHouse) -- unbounded state would grow with every one of the flood's names. The
+# backlog, and so the buffers' share, is larger on a busy machine: measured growth was
+# 386-416 MB at load average 6-11 on 2 cores (2026-12-07), past the 400 MB first set here
+# on a quiet one. A bound per byte of buffered input, as the outage test has, is issue 26's.
+GROWTH_BOUND_MB = 600
 
 
 def _metric(worker: WorkerProcess, name: str) -> float:
