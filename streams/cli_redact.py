@@ -46,7 +46,13 @@ def register(app: typer.Typer) -> None:
         """Redact PII and secrets in JSON lines {"text": ...} (entity names: docs/REDACTION.md)."""
         try:
             loaded = RedactionPolicy.load(policy)
-            redactor = Redactor(loaded, loaded.resolve_key())
+            # The worker's plug-ins (street addresses; NER unless WARDEN_NER=off or the
+            # policy disables its entities), so the output is what the worker would store.
+            from streams.config import WardenSettings
+            from streams.redaction import plugin_recognizers
+
+            redactor = Redactor(loaded, loaded.resolve_key(),
+                                recognizers=plugin_recognizers(loaded, ner=WardenSettings().ner))
         except RedactionPolicyError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

@@ -114,6 +114,11 @@ class WardenSettings(BaseSettings):
     govern_drift: bool = True
     log_level: str = "INFO"
     pseudonym_key: SecretStr | None = None
+    # Names, places and organisations by spaCy NER in the redactor (detectors/redaction/ner.py).
+    # Off by default: on the CPU it costs ~20x the patterns per trace, on the event loop
+    # (docs/REDACTION.md, "Cost"); announced names and street addresses are found without it.
+    # WARDEN_NER=on loads it; the policy's `disabled` list turns single entities off.
+    ner: bool = False
     # Cardinality caps (streams/cardinality.py, docs/SECURITY.md "Cardinality"): route and
     # model are producer-chosen, so the (route, model) scopes holding detector state are
     # capped per worker, per route and per tenant; beyond them a trace is stored and

@@ -44,7 +44,7 @@ from streams.economics import Economics
 from streams.governor import Governor
 from streams.ingest import RejectedTrace, decode_trace
 from streams.records import ChangeEvent, InferenceTrace
-from streams.redaction import POLICY_FILE
+from streams.redaction import POLICY_FILE, plugin_recognizers
 from streams.values import cost_sample, cost_sample_record
 
 CHUNK = 500  # the govern agent's batch size (streams.app.GOVERN_BATCH)
@@ -95,7 +95,8 @@ def build_redactor(config_dir: Path, settings: WardenSettings, key: bytes | None
     then differ from stored ones; findings never contain them)."""
     policy = RedactionPolicy.load(config_dir / POLICY_FILE)
     configured = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
-    return Redactor(policy, key or configured or policy.resolve_key() or secrets.token_bytes(32))
+    return Redactor(policy, key or configured or policy.resolve_key() or secrets.token_bytes(32),
+                    recognizers=plugin_recognizers(policy, ner=settings.ner))
 
 
 class Replay:
