@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import re
 
+import re2
+
 from .engine import Span
 
 # A capitalised word of any script with case: an initial (``J.``) or a name word
@@ -37,10 +39,12 @@ _WORD = r"(?:[^\W\d_a-z]\.|[^\W\d_a-z][^\W\d_]*(?:['’-][^\W\d_][^\W\d_]*)?)"
 _INTRO = (r"my name is|my name's|i'm|i am|this is|on behalf of|signed(?: by)?|sincerely|"
           r"regards|attn|attention|c/o|patient|customer|employee|applicant|tenant|client")
 _TITLE = r"(?:dear[ \t]+)?(?:mr|mrs|ms|miss|mx|dr|prof|professor)|dear"
-_CUES = re.compile(
-    rf"(?i:\b(?P<intro>{_INTRO})\b[:,]?(?:[ \t]+|[ \t]*\n[ \t]*)|\b(?P<title>{_TITLE})\b\.?[ \t]+)"
-    rf"(?P<name>{_WORD}(?:[ \t]+{_WORD}){{0,2}})"
-)
+# RE2 finds the cue words in one linear pass (Python's re tried the case-insensitive
+# alternation at every position: 3x the cost of all the patterns on prompt text); the name
+# after each cue is then read with Python's re, which has the Unicode word classes.
+_CUE_WORDS = re2.compile(rf"(?i)\b(?:(?P<intro>{_INTRO})|(?P<title>{_TITLE}))\b")
+_AFTER_INTRO = re.compile(rf"[:,]?(?:[ \t]+|[ \t]*\n[ \t]*)(?P<name>{_WORD}(?:[ \t]+{_WORD}){{0,2}})")
+_AFTER_TITLE = re.compile(rf"\.?[ \t]+(?P<name>{_WORD}(?:[ \t]+{_WORD}){{0,2}})")
 # Capitalised words that follow such cues and are not names.
 _NOT_NAMES = frozenset("""
 sir madam madame customer customers team all everyone colleague colleagues friend friends
@@ -73,7 +77,11 @@ class NameCueRecognizer:
         if not text or text.islower():
             return []
         spans = []
-        for match in _CUES.finditer(text):
+        for cue in _CUE_WORDS.finditer(text):
+            titled = cue.group("title") is not None
+            match = (_AFTER_TITLE if titled else _AFTER_INTRO).match(text, cue.end())
+            if match is None:
+                continue
             base = match.start("name")
             words = [(base + w.start(), base + w.end(), w.group())
                      for w in re.finditer(r"\S+", match.group("name"))]
@@ -84,7 +92,7 @@ class NameCueRecognizer:
                 if not bare[:1].isupper() or bare.lower() in _NOT_NAMES:
                     break
                 kept.append(word)
-            needed = 1 if match.group("title") else 2
+            needed = 1 if titled else 2
             if len(kept) < needed or all(len(w[2]) <= 2 for w in kept):
                 continue
             start, end = kept[0][0], kept[-1][1]
