@@ -115,7 +115,7 @@ class WardenSettings(BaseSettings):
     log_level: str = "INFO"
     pseudonym_key: SecretStr | None = None
     # Names, places and organisations by spaCy NER in the redactor (detectors/redaction/ner.py).
-    # Off by default: on the CPU it costs ~20x the patterns per trace, on the event loop
+    # Off by default: on the CPU it costs ~30x the patterns per trace, on the event loop
     # (docs/REDACTION.md, "Cost"); announced names and street addresses are found without it.
     # WARDEN_NER=on loads it; the policy's `disabled` list turns single entities off.
     ner: bool = False
