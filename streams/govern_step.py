@@ -42,7 +42,7 @@ def govern_one(governor: Governor, value: bytes | None, where: SourcePosition, s
     try:
         trace = decode_trace(value)
     except RejectedTrace as rejection:
-        return _rejected(value, rejection, where)
+        return _rejected(value, rejection, where, governor)
     direction = clamp_trace_time(trace, bounds, received=received)
     if direction is not None:
         METRICS.clamped_event_times.labels("govern", direction).inc()
@@ -52,7 +52,9 @@ def govern_one(governor: Governor, value: bytes | None, where: SourcePosition, s
         out = governor.govern(trace, states, (where.partition, where.offset))
     except Exception as exc:  # a detector bug must not stop the stream
         log.exception("govern_failed", partition=where.partition, offset=where.offset)
-        return _rejected(value, RejectedTrace("processing_error", f"{type(exc).__name__}: {exc}"), where)
+        # The exception's message may quote the record: its type only (the log has the rest).
+        return _rejected(value, RejectedTrace("processing_error", f"{type(exc).__name__} while governing the trace "
+                                              "(the worker's log has the stack)"), where, governor)
     out.redacted["_partition"], out.redacted["_offset"] = where.partition, where.offset
     if out.overflow is not None:
         out.redacted["_scope_overflow"] = out.overflow  # the drift stage keeps no state for it either
@@ -70,8 +72,9 @@ def govern_one(governor: Governor, value: bytes | None, where: SourcePosition, s
     return GovernStep(trace=trace, body=body, findings=out.findings, overflow=out.overflow)
 
 
-def _rejected(value: bytes | None, rejection: RejectedTrace, where: SourcePosition) -> GovernStep:
+def _rejected(value: bytes | None, rejection: RejectedTrace, where: SourcePosition,
+              governor: Governor) -> GovernStep:
     METRICS.dead_letters.labels(rejection.kind).inc()
     log.warning("dead_letter", kind=rejection.kind, reason=rejection.reason[:300],
                 partition=where.partition, offset=where.offset)
-    return GovernStep(dead=dead_letter(value, rejection, where).model_dump(mode="json"))
+    return GovernStep(dead=dead_letter(value, rejection, where, governor.redactor).model_dump(mode="json"))

@@ -1,19 +1,28 @@
 """Bytes from the raw topic → a validated ``InferenceTrace``, or a dead letter saying why.
 
-Every rejection names the field, the limit and what the producer should do; the original
-bytes travel to the dead-letter topic so nothing is lost.
+Every rejection names the field, the limit and what the producer should do. The rejected
+bytes are unredacted, so the dead letter never carries them: it keeps their position,
+size and SHA-256 (the record itself stays in the raw topic for its retention) and, for
+whoever fixes the producer, their content redacted by the worker's policy.
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from streams.records import MAX_JSON_DEPTH, MAX_TRACE_BYTES, DeadLetter, InferenceTrace
+
+if TYPE_CHECKING:
+    from detectors.redaction.redactor import Redactor
+
+# Larger rejected records are not redacted into the dead letter (their content is dropped):
+# redaction costs time per byte, and a flood of huge malformed records must not stall govern.
+MAX_REDACTED_DEAD_LETTER_BYTES = 256 * 1024
 
 
 class RejectedTrace(ValueError):
@@ -91,7 +100,8 @@ def decode_trace(raw: bytes | None) -> InferenceTrace:
         raise RejectedTrace("schema_violation", f"{exc.error_count()} invalid field(s): {problems}") from exc
 
 
-def dead_letter(raw: bytes | None, rejection: RejectedTrace, where: SourcePosition) -> DeadLetter:
+def dead_letter(raw: bytes | None, rejection: RejectedTrace, where: SourcePosition,
+                redactor: Redactor | None = None) -> DeadLetter:
     payload = raw or b""
     return DeadLetter(
         reason=rejection.reason[:2000],
@@ -99,7 +109,30 @@ def dead_letter(raw: bytes | None, rejection: RejectedTrace, where: SourcePositi
         source_topic=where.topic,
         partition=where.partition,
         offset=where.offset,
-        key=where.key,
-        original_b64=base64.b64encode(payload).decode("ascii"),
+        key=None if where.key is None else where.key[:128],
+        original_b64="",
         original_bytes=len(payload),
+        original_sha256=hashlib.sha256(payload).hexdigest(),
+        original_redacted=redacted_content(payload, redactor),
     )
+
+
+def redacted_content(payload: bytes, redactor: Redactor | None) -> str | None:
+    """The rejected bytes as redacted text, or None (dropped).
+
+    Best effort, never raising: invalid UTF-8 is read with replacement characters; a JSON
+    document has every string, key and JSON-in-string redacted (the trace walk, without
+    field selectors); anything else is redacted as one text. Dropped when there is no
+    redactor, the payload is over ``MAX_REDACTED_DEAD_LETTER_BYTES``, or redaction fails.
+    """
+    if redactor is None or not payload or len(payload) > MAX_REDACTED_DEAD_LETTER_BYTES:
+        return None
+    text = payload.decode("utf-8", "replace")
+    try:
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            return redactor.redact(text, "dead_letter").text
+        return json.dumps(redactor.redact_document(document), ensure_ascii=False, separators=(",", ":"))
+    except Exception:  # noqa: BLE001 - a dead letter without content beats one with it in clear
+        return None

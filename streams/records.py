@@ -285,7 +285,9 @@ class ChangeEvent(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """Input Warden could not process, with the reason and the original bytes (base64)."""
+    """Input Warden could not process: the reason, where it was, its size and SHA-256, and
+    its content only as redacted text (``original_redacted``). ``original_b64`` is empty
+    since the release that redacts dead letters (the field stays for v1 readers)."""
 
     schema_version: int = 1
     reason: str
@@ -299,4 +301,8 @@ class DeadLetter(BaseModel):
     # Set on content-free dead letters (streams.guard.poison), whose bytes are not carried:
     # the SHA-256 of the bytes that were not sent, so the row still identifies them.
     original_sha256: str | None = None
+    # The rejected bytes as text, redacted by the worker's policy on a best-effort basis (a
+    # JSON document walked like a trace, anything else as one string); None when dropped
+    # (no redactor, over the size limit, or redacting it failed).
+    original_redacted: str | None = None
     received_at: datetime = Field(default_factory=utcnow)

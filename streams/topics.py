@@ -49,8 +49,11 @@ def topic_specs(settings: WardenSettings) -> list[TopicSpec]:
                   "current breaker state per target, compacted; serving's BreakerClient reads it"),
         TopicSpec("changes.v1", "ChangeEvent v1", "component_kind:component_id", False, -1,
                   "the change ledger: deployments, prompt and policy versions, config loads"),
-        TopicSpec("deadletter.v1", "DeadLetter v1", "source key", False, 30 * 24 * HOUR_MS,
-                  "input that could not be processed, with the reason and original bytes"),
+        # No longer than the raw topic: a dead letter's content is redacted only on a
+        # best-effort basis (the record it stands for is unreadable by definition).
+        TopicSpec("deadletter.v1", "DeadLetter v1", "source key", False, raw_ms,
+                  "input that could not be processed: reason, position, size, SHA-256 and "
+                  "the content redacted (never the original bytes)"),
     ]
 
 

@@ -317,6 +317,16 @@ class Redactor:
         parts.append(text[cursor:])
         return RedactionResult("".join(parts), findings)
 
+    def redact_document(self, document: Any) -> Any:
+        """Every string of a JSON-like document redacted, keys and JSON inside strings too.
+
+        For records that are not valid traces (dead letters): no field selector applies,
+        so the whole document is walked, with the same fail-closed rule per field.
+        """
+        findings: list[EntityFinding] = []
+        return redact_mapping({"doc": document}, ["doc"], self.redact, findings,
+                              keyed=self.redact_keyed, failed=failed_result)["doc"]
+
     def redact_trace(self, trace: Mapping[str, Any]) -> tuple[dict[str, Any], TraceRedaction]:
         """Redact the policy's fields of a JSON-like trace mapping.
 
