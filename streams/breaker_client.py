@@ -65,6 +65,7 @@ class BreakerClient:
         self._last_contact = time.monotonic()
         self.updates_seen = 0
         self.invalid_records = 0
+        self.apply_errors = 0  # records whose handling raised (skipped; the thread goes on)
         self.verifier = verifier if verifier else None
         self.rejected: dict[str, int] = {}
         self.last_rejection = ""
@@ -144,7 +145,7 @@ class BreakerClient:
                     self._last_contact = now
                     err = msg.error()
                     if err is None:
-                        self._apply(msg.key(), msg.value())
+                        self._apply_guarded(msg.key(), msg.value())
                     elif err.code() == KafkaError._PARTITION_EOF:
                         pending_eof.discard(msg.partition())
                         if not pending_eof:
@@ -154,6 +155,14 @@ class BreakerClient:
                     self._probe(consumer, partitions[0])
         finally:
             consumer.close()
+
+    def _apply_guarded(self, key: bytes | None, value: bytes | None) -> None:
+        # This thread is serving's only view of the breakers: an unexpected error on one
+        # record (even a failed log write) is counted and skipped, never the end of it.
+        try:
+            self._apply(key, value)
+        except Exception:  # noqa: BLE001 - see above
+            self.apply_errors += 1
 
     def _probe(self, consumer: Consumer, partition: int) -> None:
         # A round trip to the broker proves we are connected even when nothing changes.

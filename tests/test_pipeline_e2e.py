@@ -100,10 +100,17 @@ def test_error_burst_opens_breaker_and_recovery_closes_it(pipeline: Pipeline, tm
         # Probes may re-open it while the error window still holds the burst; it ends closed.
         assert seen[0] == "open" and seen[-2:] == ["half_open", "closed"]
         assert client.allow(target)
-        wait_for(lambda: _stored(worker, "breaker_events") >= len(seen), 30, "breaker events stored", worker)
-        states = [r["state"] for r in worker.sql(
-            f"SELECT state FROM breaker_events FINAL WHERE target = '{target}' ORDER BY at")]
-        assert states == seen
+        # Every transition published for the target is stored once, and nothing else. (The
+        # published record, not the client's callback list, is the reference: in one CI run
+        # the stored transitions held one more "open" than the client had reported by then.)
+        published = {json.loads(v)["signal_id"]: json.loads(v)["state"]
+                     for k, v in read_topic(pipeline.bootstrap, pipeline.topic("breaker.v1"))
+                     if k == target.encode()}
+        assert set(seen) <= set(published.values())
+        wait_for(lambda: _stored(worker, "breaker_events") >= len(published), 30, "breaker events stored", worker)
+        stored = {r["signal_id"]: r["state"] for r in worker.sql(
+            f"SELECT signal_id, state FROM breaker_events FINAL WHERE target = '{target}'")}
+        assert stored == published
         alerts = worker.sql("SELECT kind, severity FROM alerts FINAL WHERE kind LIKE 'error_rate%'")
         assert {"kind": "error_rate.high", "severity": "critical"} in alerts
         # The per-batch traffic summaries the breaker used are its input, not stored findings.

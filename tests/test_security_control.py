@@ -147,3 +147,41 @@ def test_breaker_client_applies_signed_signals_and_counts_forged_ones() -> None:
     trusting = BreakerClient("127.0.0.1:1", "t.breaker.v1")  # no keys configured: compatibility
     trusting._apply(target.encode(), _message(_signal(target, BreakerState.open, now)))
     assert not trusting.allow(target) and not trusting.rejected
+
+
+def test_a_record_whose_handling_raises_is_skipped_and_the_client_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in CI: the rejection's log line hit a closed stream, the exception killed the
+    # follower thread, and serving saw no breaker change after it.
+    import streams.breaker_client as module
+
+    client = BreakerClient("127.0.0.1:1", "t.breaker.v1", verifier=worker_verifier(_settings()))
+    target, now = "route=chat", time.time()
+
+    def broken_log(*args: object, **kwargs: object) -> None:
+        raise ValueError("I/O operation on closed file.")
+
+    monkeypatch.setattr(module.log, "warning", broken_log)
+    client._apply_guarded(target.encode(), _message(_signal(target, BreakerState.open, now)))  # unsigned
+    assert client.rejected == {"unsigned": 1} and client.apply_errors == 1
+    client._apply_guarded(target.encode(), _message(WORKER.sign(_signal(target, BreakerState.open, now))))
+    assert not client.allow(target)
+
+
+def test_logs_go_to_the_current_stderr_even_after_the_configured_one_closed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    import structlog
+
+    from streams.logs import configure_logging
+
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure_logging("INFO")
+    logger = structlog.get_logger("t")
+    logger.warning("one")
+    first.close()  # a test runner's capture ends, a daemon closes its stderr
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    logger.warning("two")
+    assert '"event": "two"' in second.getvalue()
