@@ -1,9 +1,12 @@
-"""``warden redact``: redact JSON lines ``{"text": ...}`` from stdin or a file.
+"""``warden redact``: redact JSON lines from stdin or a file.
 
 Each input line ``{"text": "..."}`` becomes
 ``{"text": <redacted>, "findings": [{"entity", "start", "end"}]}`` with offsets into the
-ORIGINAL text. Lines that are not a JSON object with a string ``text`` are reported on
-stderr by line number only (never their content) and make the exit code 1.
+ORIGINAL text. With ``--traces`` each line is an ``InferenceTrace`` and comes out
+redacted exactly as the worker stores it (same validation, walk, policy, plug-ins and
+fail-closed rule, with its ``redaction`` record): to check a policy on recorded traffic,
+or to clean traces before sharing them. Bad lines are reported on stderr by line number
+(and, for traces, the rejection kind) only, never their content, and make the exit code 1.
 """
 
 from __future__ import annotations
@@ -34,6 +37,26 @@ def redact_lines(redactor: Redactor, source: TextIO, sink: TextIO) -> list[int]:
     return bad
 
 
+def redact_trace_lines(redactor: Redactor, source: TextIO, sink: TextIO) -> list[str]:
+    """Redact every InferenceTrace line of ``source`` into ``sink`` as ``govern`` stores it;
+    returns ``"<line number> (<rejection kind>)"`` for each line that is not a valid trace."""
+    from streams.governor import redact_for_storage
+    from streams.ingest import RejectedTrace, decode_trace
+
+    bad: list[str] = []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            trace = decode_trace(line.encode("utf-8", "surrogatepass"))
+        except RejectedTrace as rejection:
+            bad.append(f"{number} ({rejection.kind})")
+            continue
+        redacted, _, _ = redact_for_storage(redactor, trace)
+        sink.write(json.dumps(redacted, ensure_ascii=False) + "\n")
+    return bad
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``redact`` command to ``app``."""
 
@@ -42,12 +65,15 @@ def register(app: typer.Typer) -> None:
         input: Annotated[Path | None, typer.Option("--input", "-i", help="JSON lines file (default: stdin)")] = None,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="output file (default: stdout)")] = None,
         policy: Annotated[Path, typer.Option("--policy", help="redaction policy YAML")] = DEFAULT_POLICY,
+        traces: Annotated[bool, typer.Option("--traces", help="lines are InferenceTrace records; "
+                                             "write each as the worker stores it")] = False,
     ) -> None:
-        """Redact PII and secrets in JSON lines {"text": ...} (entity names: docs/REDACTION.md)."""
+        """Redact PII and secrets in JSON lines {"text": ...}, or in traces with --traces
+        (entity names: docs/REDACTION.md)."""
         try:
             loaded = RedactionPolicy.load(policy)
-            # The worker's plug-ins (street addresses; NER unless WARDEN_NER=off or the
-            # policy disables its entities), so the output is what the worker would store.
+            # The worker's plug-ins (street addresses and name cues; NER with WARDEN_NER=on
+            # unless the policy disables its entities): the output is what the worker stores.
             from streams.config import WardenSettings
             from streams.redaction import plugin_recognizers
 
@@ -59,7 +85,8 @@ def register(app: typer.Typer) -> None:
         source = input.open(encoding="utf-8") if input else sys.stdin
         sink = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
-            bad = redact_lines(redactor, source, sink)
+            bad: list[int] | list[str] = (redact_trace_lines(redactor, source, sink) if traces
+                                          else redact_lines(redactor, source, sink))
         finally:
             if input:
                 source.close()
@@ -67,5 +94,6 @@ def register(app: typer.Typer) -> None:
                 sink.close()
         if bad:
             shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
-            typer.echo(f"error: {len(bad)} line(s) are not JSON objects with a string 'text': {shown}", err=True)
+            what = "valid InferenceTrace records" if traces else "JSON objects with a string 'text'"
+            typer.echo(f"error: {len(bad)} line(s) are not {what}: {shown}", err=True)
             raise typer.Exit(1)

@@ -97,6 +97,21 @@ def _by_category(found: Sequence[EntityFinding]) -> dict[str, list[str]]:
     return out
 
 
+def redact_for_storage(redactor: Any, trace: InferenceTrace) -> tuple[dict[str, Any], TraceRedaction, EchoSplit | None]:
+    """The trace as ``govern`` stores it, as far as redaction goes (``warden redact
+    --traces`` writes exactly this): the redacted fields, the ``redaction`` record and its
+    echo counts; and the answer's entities split into echoes and leaks (``None`` for a
+    redactor without ``fingerprint``: then every entity in the answer is a leak)."""
+    original = trace.model_dump(mode="json")
+    redacted, redaction = redactor.redact_trace(original)
+    redacted["redaction"] = redaction.to_dict()
+    fingerprint = getattr(redactor, "fingerprint", None)
+    split = None if fingerprint is None else split_echoes(original, redaction.findings, fingerprint)
+    if split is not None and split.echoed:
+        redacted["redaction"]["echoed"] = echo_record(split)
+    return redacted, redaction, split
+
+
 def echo_record(split: EchoSplit) -> dict[str, int]:
     """``{entity: count}`` of the answer's echoes, for the stored redaction record
     (``redaction.echoed``): counts only, never values."""
@@ -182,12 +197,7 @@ class Governor:
                position: tuple[int, int] | None = None) -> Governed:
         """Redact and score one trace; ``position`` (partition, offset) makes a replayed
         trace idempotent for the detectors' state."""
-        original = trace.model_dump(mode="json")
-        redacted, redaction = self.redactor.redact_trace(original)
-        redacted["redaction"] = redaction.to_dict()
-        split = self.echoes(original, redaction)
-        if split is not None and split.echoed:
-            redacted["redaction"]["echoed"] = echo_record(split)
+        redacted, redaction, split = redact_for_storage(self.redactor, trace)
         if self.accountant is not None:
             costing = self.accountant.account(cost_sample(trace))
             redacted["cost_usd"] = costing.cost_usd
@@ -270,14 +280,6 @@ class Governor:
         if evicted:
             METRICS.scopes_evicted.inc(evicted)
         return evicted
-
-    def echoes(self, original: Mapping[str, Any], redaction: TraceRedaction) -> EchoSplit | None:
-        """The answer's entities split into echoes and leaks (``None`` for a redactor
-        without ``fingerprint``: then every entity in the answer is a leak)."""
-        fingerprint = getattr(self.redactor, "fingerprint", None)
-        if fingerprint is None:
-            return None
-        return split_echoes(original, redaction.findings, fingerprint)
 
     def advance(self, now: float, keys: set[str]) -> list[Finding]:
         """Let time-driven detectors of the given scopes resolve (settle and grace periods)."""
