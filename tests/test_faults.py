@@ -384,13 +384,17 @@ def test_two_workers_rebalance_without_losing_or_doubling_findings(pipeline: Pip
     missing = sorted((f.subject["route"], f.subject["model"], f.at, f.kind)
                      for i, f in offline_findings.items() if i not in got)
     # A doubled transition shows as two records of one state at one (event) time for a
-    # target, or as two openings for the same findings.
+    # target, or as two openings for the same findings. A re-opening from half-open (its
+    # probes failed) names no finding; two of them are told apart by their time (seen in
+    # CI: two re-openings of one target, which the finding check had counted as doubled).
     opens = [(t["target"], tuple(t["finding_ids"])) for t in transitions if t["state"] == "open"]
+    opened_by_findings = [o for o in opens if o[1]]
     moments = [(t["target"], t["state"], t["at"]) for t in transitions]
     repeated = len(moments) - len(set(moments))
     figures("rebalance", traces=len(items), findings_expected=len(expected), findings_stored=len(got),
             lost=len(expected - got), extra=len(got - expected), breaker_opens=len(opens),
-            doubled_transitions=repeated + len(opens) - len(set(opens)), workers_left=1, workers_joined=1)
+            doubled_transitions=repeated + len(opened_by_findings) - len(set(opened_by_findings)),
+            workers_left=1, workers_joined=1)
     assert expected and expected <= got, f"lost: {missing}"  # no finding lost across the rebalances
     assert got == expected, f"made twice: {sorted(got - expected)}"
-    assert opens and not repeated and len(set(opens)) == len(opens), transitions
+    assert opens and not repeated and len(set(opened_by_findings)) == len(opened_by_findings), transitions
