@@ -167,3 +167,23 @@ def test_names_the_model_misses_after_a_cue_are_redacted(redactor: Redactor) -> 
     text = "Dear landlord, I am writing on behalf of Rajesh Kumar, tenant at 90 Whitchurch Road."
     out = redactor.redact(text).text
     assert "Rajesh Kumar" not in out and "Whitchurch" not in out
+
+
+def test_text_dense_with_street_words_costs_a_bounded_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "1 2 3 Street " repeated made Python's engine scan every trigger's window (~0.1 ms a
+    # character): one hostile message held the worker for minutes. The scan is bounded.
+    import detectors.redaction.addresses as addresses
+
+    scanned: list[int] = []
+    real = addresses._ADDRESS
+
+    class Counting:
+        def finditer(self, text: str, lo: int, hi: int):  # type: ignore[no-untyped-def]
+            scanned.append(hi - lo)
+            return real.finditer(text, lo, hi)
+
+    monkeypatch.setattr(addresses, "_ADDRESS", Counting())
+    text = "Ship to 90 Whitchurch Road, Cardiff. " + "1 2 3 Street " * 50_000
+    found = [text[s.start : s.end] for s in StreetAddressRecognizer().find(text)]
+    assert found == ["90 Whitchurch Road"]
+    assert sum(scanned) <= addresses.MAX_WINDOW_CHARS

@@ -45,6 +45,9 @@ _TITLE = r"(?:dear[ \t]+)?(?:mr|mrs|ms|miss|mx|dr|prof|professor)|dear"
 _CUE_WORDS = re2.compile(rf"(?i)\b(?:(?P<intro>{_INTRO})|(?P<title>{_TITLE}))\b")
 _AFTER_INTRO = re.compile(rf"[:,]?(?:[ \t]+|[ \t]*\n[ \t]*)(?P<name>{_WORD}(?:[ \t]+{_WORD}){{0,2}})")
 _AFTER_TITLE = re.compile(rf"\.?[ \t]+(?P<name>{_WORD}(?:[ \t]+{_WORD}){{0,2}})")
+# Cues read per text: each costs a Python match (microseconds); a hostile message of nothing
+# but "Dear Mr. " must not cost seconds. Real text holds a handful.
+MAX_CUES = 2_000
 # Capitalised words that follow such cues and are not names.
 _NOT_NAMES = frozenset("""
 sir madam madame customer customers team all everyone colleague colleagues friend friends
@@ -77,7 +80,9 @@ class NameCueRecognizer:
         if not text or text.islower():
             return []
         spans = []
-        for cue in _CUE_WORDS.finditer(text):
+        for n, cue in enumerate(_CUE_WORDS.finditer(text)):
+            if n >= MAX_CUES:
+                break
             titled = cue.group("title") is not None
             match = (_AFTER_TITLE if titled else _AFTER_INTRO).match(text, cue.end())
             if match is None:
