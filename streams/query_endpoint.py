@@ -40,6 +40,9 @@ MIN_TOKEN_CHARS = 24
 MAX_ANALYST_REQUESTS = 4
 # How often a running query checks whether its client is still connected.
 DISCONNECT_POLL_S = 0.2
+# After a client leaves, its query is killed again every second until it returns, at most
+# this many times (the execution limit ends it anyway).
+KILL_RETRIES = 600
 
 
 class WebExposureError(RuntimeError):
@@ -127,6 +130,7 @@ def register_sql_page(app: faust.App, settings: WardenSettings,
     # analyst queries must never delay a batch.
     executor = ThreadPoolExecutor(max_workers=MAX_ANALYST_REQUESTS, thread_name_prefix="analyst-sql")
     in_flight = 0
+    pending: set[asyncio.Future[None]] = set()  # kill loops of abandoned queries (kept referenced)
 
     async def answer(view: Any, request: Any) -> Any:
         nonlocal in_flight
@@ -163,6 +167,13 @@ def register_sql_page(app: faust.App, settings: WardenSettings,
                     # aiohttp does not cancel handlers when the client leaves
                     # (handler_cancellation is off), hence the polling.
                     await _cancel(target, tag)
+                    # The kill can arrive before the query reaches ClickHouse's process list
+                    # (the executor thread had not started it yet): then it ran on, for up
+                    # to the execution limit, and the next analyst queued behind it. Seen in
+                    # CI. Keep killing it until its thread returns.
+                    killer = asyncio.ensure_future(_kill_until_done(target, tag, future))
+                    pending.add(killer)
+                    killer.add_done_callback(pending.discard)
                     return view.json({"error": "client went away; query cancelled"}, status=499)
             body = future.result()
         except asyncio.CancelledError:
@@ -180,6 +191,15 @@ def register_sql_page(app: faust.App, settings: WardenSettings,
                              status=400)
         METRICS.analyst_queries.labels("ok").inc()
         return view.bytes(body, content_type="text/plain")
+
+    async def _kill_until_done(target: ClickHouseStore, tag: str, future: Any) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(KILL_RETRIES):
+            await asyncio.wait({future}, timeout=DISCONNECT_POLL_S * 5)
+            if future.done():
+                return
+            await loop.run_in_executor(None, target.analyst().cancel, tag)
+        log.warning("analyst_query_not_cancelled", tag=tag)
 
     async def _cancel(target: ClickHouseStore, tag: str) -> None:
         METRICS.analyst_queries.labels("cancelled").inc()
