@@ -22,7 +22,7 @@ from detectors.cost import CostAccountant, load_price_catalog
 from detectors.findings import Finding
 from detectors.ownership import ChangeLedger, OwnershipRegistry, OwnershipSettings
 from detectors.redaction.echo import EchoSplit, split_echoes
-from detectors.redaction.redactor import EntityFinding, TraceRedaction, entity_category
+from detectors.redaction.redactor import EntityFinding, Redactor, TraceRedaction, entity_category
 from streams.breaking import traffic_finding
 from streams.cardinality import (
     OVERFLOW_MODEL,
@@ -97,7 +97,7 @@ def _by_category(found: Sequence[EntityFinding]) -> dict[str, list[str]]:
     return out
 
 
-def redact_for_storage(redactor: Any, trace: InferenceTrace) -> tuple[dict[str, Any], TraceRedaction, EchoSplit | None]:
+def redact_for_storage(redactor: Redactor, trace: InferenceTrace) -> tuple[dict[str, Any], TraceRedaction, EchoSplit | None]:
     """The trace as ``govern`` stores it, as far as redaction goes (``warden redact
     --traces`` writes exactly this): the redacted fields, the ``redaction`` record and its
     echo counts; and the answer's entities split into echoes and leaks (``None`` for a
