@@ -49,7 +49,7 @@ typecheck: setup
 # and fault tests on the real broker (one per session) and chDB at small volumes
 # (WARDEN_TEST_SCALE=ci). The README's "Tests" section lists both tiers and their times.
 test: setup lint typecheck
-	WARDEN_TEST_SCALE=ci $(BIN)/pytest -q -p no:cacheprovider -m "not long" --durations=15 $(PARALLEL)
+	WARDEN_TEST_SCALE=ci $(BIN)/pytest -q -p no:cacheprovider -m "not long" --durations=60 $(PARALLEL)
 
 # The same tests at production volumes, plus the ones that only make sense there (marked
 # long); writes var/fault-figures.json, which the README's fault table quotes.
