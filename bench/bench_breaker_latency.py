@@ -91,7 +91,8 @@ def main() -> None:
     kafka("wipe")
     kafka("up")
     bootstrap = f"127.0.0.1:{PORT}"
-    pipeline = Pipeline(bootstrap=bootstrap, dsn=f"chdb://{work / 'clickhouse'}", workdir=work)
+    pipeline = Pipeline(bootstrap=bootstrap, dsn=f"chdb://{work / 'clickhouse'}", workdir=work,
+                        embeddings=True)  # the layout the README starts: drift on
     config = fast_config(work)
     if args.drift_rate is not None:  # share of traces the drift agent encodes (CPU-heavy without a GPU)
         import yaml

@@ -40,6 +40,7 @@ def test_topic_shift_on_one_route_is_found_and_only_there(pipeline: Pipeline, tm
     after = prompt_variants("travel", 150) + prompt_variants("cooking", 150)
     rng.shuffle(before)
     rng.shuffle(after)
+    pipeline.embeddings = True  # what this test is about
     extra = {"WARDEN_CONFIG_DIR": str(_config(tmp_path))}
     others = []
     if layout == "one worker":

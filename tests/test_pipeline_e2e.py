@@ -27,7 +27,7 @@ def _stored(worker, table: str = "traces") -> int:  # type: ignore[no-untyped-de
 
 def test_traces_with_one_percent_malformed_are_stored_once_or_dead_lettered(pipeline: Pipeline) -> None:
     """2,000 records (10,000 in ``make test-long``), one in a hundred malformed."""
-    total = volume(ci=2_000, long=10_000)
+    total = volume(ci=1_000, long=10_000)
     good_total, bad_total = total - total // 100, total // 100
     worker = pipeline.worker().start()
     try:
@@ -125,7 +125,7 @@ def test_error_burst_opens_breaker_and_recovery_closes_it(pipeline: Pipeline, tm
 def test_worker_stopped_mid_stream_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
     worker = pipeline.worker().start()
     sent: set[tuple[str, str]] = set()
-    total = volume(ci=2_000, long=6_000)
+    total = volume(ci=1_000, long=6_000)
     with publisher(pipeline) as pub:
         for i, trace in enumerate(traces(total, seed=21)):
             pub.publish(trace)

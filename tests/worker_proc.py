@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from streams.config import CONFIG_DIR
 from tests.infra import REPO, free_port
 
 
@@ -27,9 +31,21 @@ class Pipeline:
     workdir: Path
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
     partitions: int = 4
+    # Embedding drift in the workers. Off unless a test is about it: loading the sentence
+    # encoder costs a worker about 20 CPU seconds (torch, transformers, the model) before
+    # it encodes anything, which a suite of ~40 worker starts on two cores paid in minutes.
+    # The drift tests and the redaction canary turn it on.
+    embeddings: bool = False
     workers: list[WorkerProcess] = field(default_factory=list, repr=False)
 
     def env(self, web_port: int, role: str = "all", extra: dict[str, str] | None = None) -> dict[str, str]:
+        extra = dict(extra or {})
+        if not self.embeddings:
+            config_dir = Path(extra.get("WARDEN_CONFIG_DIR") or self.workdir / "config-no-embeddings")
+            if "WARDEN_CONFIG_DIR" not in extra and not config_dir.exists():
+                shutil.copytree(CONFIG_DIR, config_dir)
+            without_embedding_drift(config_dir)
+            extra["WARDEN_CONFIG_DIR"] = str(config_dir)
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP": self.bootstrap,
@@ -49,7 +65,7 @@ class Pipeline:
             "WARDEN_KAFKA_SESSION_TIMEOUT_S": "15",
             "WARDEN_KAFKA_HEARTBEAT_INTERVAL_S": "1",
             "WARDEN_REDACTION_KEY": os.environ.get("WARDEN_REDACTION_KEY", "test-pseudonym-key-0123456789abcdef"),
-            **(extra or {}),
+            **extra,
         }
 
     def topic(self, name: str) -> str:
@@ -73,6 +89,17 @@ class Pipeline:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.proc.wait(max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
             worker.kill()  # a no-op for one that exited; forgets it either way
+
+
+def without_embedding_drift(config_dir: Path) -> None:
+    """Turn embedding drift off in ``config_dir``'s detectors.yaml (in place; the scalar,
+    cost and ownership detectors stay as they are)."""
+    path = config_dir / "detectors.yaml"
+    config = yaml.safe_load(path.read_text())
+    embedding = config.setdefault("drift", {}).setdefault("embedding", {})
+    if embedding.get("enabled", True):
+        embedding["enabled"] = False
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 # Every worker process started and not yet seen to exit: tests/conftest.py fails a test that

@@ -6,16 +6,18 @@ import base64
 import hashlib
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from detectors.drift.centroid import CentroidShiftMonitor
 from detectors.drift.config import EmbeddingDriftConfig
-from detectors.drift.mmd import MMDPermutationTest, MMDResult
 from detectors.drift.novelty import NoveltyMonitor
 from detectors.embeddings import select_device
 from detectors.findings import Finding
+
+if TYPE_CHECKING:  # torch, which the MMD test runs on, loads with the first detector
+    from detectors.drift.mmd import MMDPermutationTest, MMDResult
 
 STATE_VERSION = 1
 DETECTOR = "EmbeddingDriftDetector/1"
@@ -114,6 +116,8 @@ class EmbeddingDriftDetector:
         self._build_tests()
 
     def _build_tests(self) -> None:
+        from detectors.drift.mmd import MMDPermutationTest
+
         cfg = self.config
         assert self.reference is not None
         self._mmd = MMDPermutationTest(
