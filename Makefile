@@ -9,7 +9,11 @@ KAFKA_JAR := deploy/kafka/lib/kafka_2.13-4.1.1.jar
 # Test processes (pytest-xdist), each with its own broker; a module's tests stay in one
 # process (they may share a worker). TEST_JOBS=1 runs the suite in this process.
 TEST_JOBS ?= 2
-PARALLEL := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+# --no-loadscope-reorder keeps tests/conftest.py's order (slowest modules first).
+PARALLEL := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
+# One intra-op thread per process: two test processes (and their workers) share two cores,
+# and torch's OpenMP threads spin while they wait, so a second thread made encoding slower.
+TEST_ENV := WARDEN_TEST_SCALE=ci OMP_NUM_THREADS=1
 PEERS := $(patsubst bench/requirements-%.txt,.venv-%/.installed,$(wildcard bench/requirements-*.txt))
 
 .PHONY: setup lock demo test test-long lint typecheck unit bench bench-setup kafka-up kafka-down clean
@@ -55,12 +59,12 @@ typecheck: setup
 # and fault tests on the real broker (one per session) and chDB at small volumes
 # (WARDEN_TEST_SCALE=ci). The README's "Tests" section lists both tiers and their times.
 test: setup lint typecheck
-	WARDEN_TEST_SCALE=ci $(BIN)/pytest -q -p no:cacheprovider -m "not long" --durations=60 $(PARALLEL)
+	$(TEST_ENV) $(BIN)/pytest -q -p no:cacheprovider -m "not long" --durations=60 $(PARALLEL)
 
 # The same tests at production volumes, plus the ones that only make sense there (marked
 # long); writes var/fault-figures.json, which the README's fault table quotes.
 test-long: setup lint typecheck
-	WARDEN_TEST_SCALE=long $(BIN)/pytest -q -p no:cacheprovider --timeout=1800 --durations=25 $(PARALLEL)
+	WARDEN_TEST_SCALE=long OMP_NUM_THREADS=1 $(BIN)/pytest -q -p no:cacheprovider --timeout=1800 --durations=25 $(PARALLEL)
 
 unit: setup
 	$(BIN)/pytest -q -m "not integration"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -406,11 +407,11 @@ def background_executor(name: str, torch_threads: int, nice: int) -> ThreadPoolE
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
             log.info("background_priority_unavailable", executor=name)
-        try:
-            import torch
+        # Only when torch is loaded already: importing it here would cost a worker that never
+        # encodes ~450 MB. The encoder sets the same limit when it is built (TraceDrift).
+        torch = sys.modules.get("torch")
+        if torch is not None:
             torch.set_num_threads(torch_threads)
-        except ImportError:
-            pass
 
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=lower_priority)
 

@@ -121,8 +121,12 @@ class TraceDrift:
     one :class:`DriftScope` per (route, model)."""
 
     def __init__(self, drift: DriftConfig, version: str, *, encoder: Encoder | None = None,
-                 embeddings: bool = True):
+                 embeddings: bool = True, torch_threads: int | None = None):
         self.drift, self.version = drift, version
+        # Torch's intra-op threads for the encoder, set when it is built (in the thread that
+        # encodes): torch itself loads only then, so a worker that never encodes never pays
+        # its ~450 MB and ~10 CPU seconds.
+        self.torch_threads = torch_threads
         self.embeddings = embeddings and drift.embedding.enabled
         s = drift.sampling
         self.sampler = RiskSampler(s.rates, s.default_rate, s.salt)
@@ -138,7 +142,7 @@ class TraceDrift:
 
             e = self.drift.encoder
             self._encoder = SentenceEncoder(e.model, e.device, e.batch_size, e.max_seq_length,
-                                            e.half_precision)
+                                            e.half_precision, num_threads=self.torch_threads)
         return self._encoder
 
     def sampled_texts(self, trace: InferenceTrace) -> dict[str, str]:

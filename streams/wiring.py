@@ -84,7 +84,9 @@ class Wiring:
         self.decider = decider
         self.economics = economics or Economics.from_settings(settings)
         self.changes = changes
-        self.drift = drift or DriftStage(TraceDrift(*drift_settings(settings)), limits=scope_limits(settings))
+        self.drift = drift or DriftStage(
+            TraceDrift(*drift_settings(settings), torch_threads=settings.drift_threads),
+            limits=scope_limits(settings))
         self._store = store
         self.audit = (AuditLog(store, signing_key=audit_seed(settings),
                                checkpoint_every=settings.audit_checkpoint_every,

@@ -9,7 +9,6 @@ shifts at a known point (detected, and how soon), a gradual shift.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,14 +41,7 @@ def corpus() -> tuple[np.ndarray, list[str]]:
     pick = np.random.default_rng(2024).permutation(len(rows))
     texts = [rows[i]["prompt"] for i in pick]
     labels = [rows[i]["category"] for i in pick]
-    # Encoding is one large batch job: every core for it (the module's one-thread rule is for
-    # the MMD tests' small matrices), then back to one thread.
-    single = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        vectors = cached_encode(SentenceEncoder(device="cpu"), texts, REPO / "var" / "cache")
-    finally:
-        torch.set_num_threads(single)
+    vectors = cached_encode(SentenceEncoder(device="cpu"), texts, REPO / "var" / "cache")
     return vectors, labels
 
 
