@@ -9,8 +9,7 @@ KAFKA_JAR := deploy/kafka/lib/kafka_2.13-4.1.1.jar
 # Test processes (pytest-xdist), each with its own broker; a module's tests stay in one
 # process (they may share a worker). TEST_JOBS=1 runs the suite in this process.
 TEST_JOBS ?= 2
-# --no-loadscope-reorder keeps tests/conftest.py's order (slowest modules first).
-PARALLEL := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
+PARALLEL := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 # One intra-op thread per process: two test processes (and their workers) share two cores,
 # and torch's OpenMP threads spin while they wait, so a second thread made encoding slower.
 TEST_ENV := WARDEN_TEST_SCALE=ci OMP_NUM_THREADS=1

@@ -51,31 +51,6 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-# The slowest modules first (the fresh-clone runs' --durations, docs/TESTING.md): with
-# `--dist loadfile --no-loadscope-reorder` (the Makefile) each test process takes the next
-# module as it frees up, so the long ones start at once instead of forming the run's tail.
-# xdist's default order (modules with the most tests first) put every integration module,
-# a few tests each, last.
-SLOWEST_FIRST = (
-    "tests/test_faults.py",
-    "tests/test_drift_scenarios.py",
-    "tests/test_drift_e2e.py",
-    "tests/test_notebooks.py",
-    "tests/test_redaction_canary_pipeline.py",
-    "tests/test_pipeline_e2e.py",
-    "tests/test_security_query.py",
-    "tests/test_operators_e2e.py",
-    "tests/test_kafka_security_e2e.py",
-    "tests/test_security_cardinality_e2e.py",
-    "tests/test_sim_replay.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not _is_xdist_worker(session.config):
         shutil.rmtree(FIGURES_DIR, ignore_errors=True)
