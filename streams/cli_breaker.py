@@ -8,15 +8,13 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from confluent_kafka import Producer
 from rich.console import Console
 
-from detectors.breaker import load_policy, parse_target, target_key
-from streams.breaker_client import BreakerClient, worker_verifier
-from streams.breaking import OVERRIDE, RELEASE, control_finding
 from streams.changes import operator
 from streams.config import WardenSettings
-from streams.guard.control import control_keys
+
+# The breaker engine, the Kafka client and the signing keys load with the command that uses
+# them: `warden` starts in a fraction of a second for every other command.
 
 console = Console()
 
@@ -26,6 +24,11 @@ def send_control(settings: WardenSettings, kind: str, target: str, **evidence: o
     principal may write, docs/SECURITY.md "Kafka ACLs"), keyed by route; the worker relays
     them to the findings topic and the decide agent that owns the route's breaker state.
     The decision is recorded like any other."""
+    from confluent_kafka import Producer
+
+    from streams.breaking import control_finding
+    from streams.guard.control import control_keys
+
     finding = control_finding(kind, target, time.time(), **evidence)
     # Signed with the operator's own key (WARDEN_SIGNAL_KEY, named WARDEN_SIGNAL_KEY_NAME):
     # workers record the key's name as the operator, whatever --operator claims.
@@ -53,6 +56,8 @@ def override_expiry(settings: WardenSettings, target: str, until: str | None, no
     ``bad_override``: it may run a different policy)."""
     if not until:
         return None
+    from detectors.breaker import load_policy, parse_target
+
     try:
         expires = datetime.fromisoformat(until).timestamp()
     except (ValueError, OverflowError, OSError) as exc:
@@ -73,6 +78,7 @@ def register(app: typer.Typer) -> None:
     @breaker_app.command("list")
     def list_() -> None:
         """Current state of every target (from the compacted breaker topic)."""
+        from streams.breaker_client import BreakerClient, worker_verifier
         from streams.cli import print_rows
 
         settings = WardenSettings()
@@ -84,6 +90,9 @@ def register(app: typer.Typer) -> None:
         print_rows(rows, title="breakers")
 
     def _override(target: str, state: str, reason: str, until: str | None, who: str | None) -> None:
+        from detectors.breaker import parse_target, target_key
+        from streams.breaking import OVERRIDE
+
         canonical = target_key(parse_target(target))
         if not canonical or "route" not in parse_target(target):
             raise typer.BadParameter("write the target as route=R[,model=M][,deployment=D][,tenant=T]")
@@ -111,6 +120,9 @@ def register(app: typer.Typer) -> None:
     def release(target: str, reason: Annotated[str, typer.Option(help="why (recorded)")] = "",
                 who: Annotated[str | None, typer.Option("--operator", help="your identity")] = None) -> None:
         """End a manual override early."""
+        from detectors.breaker import parse_target, target_key
+        from streams.breaking import RELEASE
+
         canonical = target_key(parse_target(target))
         send_control(WardenSettings(), RELEASE, canonical, reason=reason, operator=who or operator())
         console.print(f"requested release of {canonical}")
@@ -119,6 +131,8 @@ def register(app: typer.Typer) -> None:
     def public_key() -> None:
         """Print NAME=HEX of this machine's WARDEN_SIGNAL_KEY: add it to WARDEN_OPERATOR_PUBLIC_KEYS
         (an operator's key) or WARDEN_WORKER_PUBLIC_KEYS (a worker's) where records are checked."""
+        from streams.guard.control import control_keys
+
         signer = control_keys(WardenSettings(), worker=False).signer
         if signer is None:
             raise typer.BadParameter("WARDEN_SIGNAL_KEY is not set; make a seed with: openssl rand -hex 32")
@@ -127,6 +141,7 @@ def register(app: typer.Typer) -> None:
     @breaker_app.command("history")
     def history(target: str, limit: Annotated[int, typer.Option()] = 50) -> None:
         """Transitions of one target, newest first (from ClickHouse)."""
+        from detectors.breaker import parse_target, target_key
         from streams.cli import print_rows, run_sql
 
         canonical = target_key(parse_target(target)).replace("'", "\\'")

@@ -13,14 +13,14 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from detectors.config import DetectorsConfig, load_detectors_config
-from detectors.drift.config import DriftConfig
-from detectors.drift.scan import StreamDriftScan
 from streams.jsonl import text_records
+
+if TYPE_CHECKING:  # the detectors (river, scikit-learn, scipy) load with the command, not with `warden`
+    from detectors.drift.config import DriftConfig
 
 ENCODE_BATCH = 2048  # lines per encoder call: big enough to sort by length, small in memory
 
@@ -38,6 +38,7 @@ def read_records(source: TextIO, bad: list[int]) -> Iterator[tuple[int, str, str
 
 def scan_file(source: TextIO, sink: TextIO, drift: DriftConfig, version: str) -> list[int]:
     """Run the scan from ``source`` to ``sink``; returns bad line numbers."""
+    from detectors.drift.scan import StreamDriftScan
     from detectors.embeddings import SentenceEncoder
 
     enc_cfg = drift.encoder
@@ -66,6 +67,8 @@ def scan_file(source: TextIO, sink: TextIO, drift: DriftConfig, version: str) ->
 
 def _config(path: Path | None, reference_size: int | None, test_every: int | None,
             window_size: int | None) -> tuple[DriftConfig, str]:
+    from detectors.config import DetectorsConfig, load_detectors_config
+
     loaded = load_detectors_config(path) if path is not None else DetectorsConfig(version="builtin-defaults")
     drift = loaded.drift_or_default()
     emb = drift.embedding.model_dump()

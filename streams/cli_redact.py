@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from detectors.redaction import RedactionPolicy, RedactionPolicyError, Redactor
 from streams.jsonl import text_records
+
+if TYPE_CHECKING:  # the engine loads with the command, not with every `warden` invocation
+    from detectors.redaction import Redactor
 
 DEFAULT_POLICY = Path("deploy/config/redaction-policy.yaml")
 
@@ -70,6 +72,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Redact PII and secrets in JSON lines {"text": ...}, or in traces with --traces
         (entity names: docs/REDACTION.md)."""
+        from detectors.redaction import RedactionPolicy, RedactionPolicyError, Redactor
+
         try:
             loaded = RedactionPolicy.load(policy)
             # The worker's plug-ins (street addresses and name cues; NER with WARDEN_NER=on

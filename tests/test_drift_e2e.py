@@ -31,7 +31,9 @@ def _config(tmp: Path) -> Path:
     return config
 
 
-@pytest.mark.parametrize("layout", ["one worker", "drift workers apart"])
+# make test runs the layout the README starts (one worker, every role); make test-long also the
+# split one (storage, governance and drift in three processes), a minute more on two cores.
+@pytest.mark.parametrize("layout", ["one worker", pytest.param("drift workers apart", marks=pytest.mark.long)])
 def test_topic_shift_on_one_route_is_found_and_only_there(pipeline: Pipeline, tmp_path: Path,
                                                           layout: str) -> None:
     # The shipped corpus: money topics before, trips and cooking after (distinct messages).

@@ -20,9 +20,15 @@ from detectors.drift import EmbeddingDriftConfig, EmbeddingDriftDetector, Novelt
 from detectors.drift import scenarios as sc
 from detectors.embeddings import SentenceEncoder, cached_encode
 from streams.sim.corpus import prompt_rows
+from tests.scale import volume
 
 REPO = Path(__file__).resolve().parents[1]
-PER_DOMAIN = 800  # 8,000 items: the longest scenario (5,000 items, uniform mix) needs ~500 per domain
+# Stable streams as long as the tier allows. Every item is drawn once (a domain that runs out
+# would silently change the mix), so the corpus holds ~1.6x a stable stream's share per domain;
+# the dominant-topic shift needs ~470 of one domain. Encoding is this module's whole cost:
+# 5,000 texts take about a minute on one busy core, 8,000 (make test-long) about two.
+STABLE_LENGTH = volume(ci=3_000, long=5_000)
+PER_DOMAIN = volume(ci=500, long=800)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,22 +69,22 @@ def test_no_false_alarm_at_default_run_length(corpus: tuple[np.ndarray, list[str
     vectors, labels = corpus
     mix = sc.uniform_mix(categories(labels))
     for seed in range(3):
-        stream = sc.stable(labels, 5000, mix, seed=seed)
+        stream = sc.stable(labels, STABLE_LENGTH, mix, seed=seed)
         assert alarms(vectors, stream.order, EmbeddingDriftConfig()) == []
 
 
 def test_false_alarm_rate_bounded_at_a_looser_run_length(corpus: tuple[np.ndarray, list[str]]) -> None:
     # At ERL = 2,000 items the budget allows 1 alarm per 2,000 stable items; realert_after=1
-    # counts every alarm. Checked over 3 x 4,000 monitored items.
+    # counts every alarm. Checked over 3 x 2,000 monitored items (3 x 4,000 in make test-long).
     vectors, labels = corpus
     cfg = EmbeddingDriftConfig(expected_run_length=2000, n_permutations=1000, realert_after=1)
     mix = sc.uniform_mix(categories(labels))
     count, monitored = 0, 0
     for seed in range(3):
-        stream = sc.stable(labels, 5000, mix, seed=10 + seed)
+        stream = sc.stable(labels, STABLE_LENGTH, mix, seed=10 + seed)
         count += len(alarms(vectors, stream.order, cfg))
-        monitored += 5000 - cfg.reference.size
-    expected_at_most = monitored / cfg.expected_run_length  # 6
+        monitored += STABLE_LENGTH - cfg.reference.size
+    expected_at_most = monitored / cfg.expected_run_length  # 3 (6 in make test-long)
     assert count <= 2 * expected_at_most + 3  # Poisson slack; union bound makes it conservative
 
 

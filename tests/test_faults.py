@@ -153,6 +153,10 @@ def _trace_number(row: dict, start: datetime) -> int:
     return int(row["at_ms"]) // 1000 - int(start.timestamp()) + 1
 
 
+# The economics agent's exactly-once counting across kill -9 and a skipped offset: make
+# test-long (make test keeps one kill -9, above; tests/test_economics_state.py checks every
+# checkpoint and restart of the same state machine in-process on every change).
+@pytest.mark.long
 def test_economics_counts_each_usage_record_once_across_kill_minus_nine(pipeline: Pipeline, tmp_path: Path) -> None:
     """The economics agent checkpoints its state on an interval and acknowledges usage
     records only with the checkpoint that holds them: a kill -9 between two checkpoints
@@ -189,6 +193,7 @@ def _metric(worker: WorkerProcess, name: str) -> float:
     return 0.0
 
 
+@pytest.mark.long
 def test_economics_reads_again_what_a_committed_offset_skipped(pipeline: Pipeline, tmp_path: Path) -> None:
     """The economics state, not Kafka's committed offset, says which usage records are
     counted. Here the committed offset is moved past records the state never counted (what

@@ -122,6 +122,9 @@ def test_error_burst_opens_breaker_and_recovery_closes_it(pipeline: Pipeline, tm
         worker.stop()
 
 
+# A graceful stop mid-stream: make test-long (make test keeps the harder kill -9,
+# tests/test_faults.py, and the rebalance that stops a worker while others govern).
+@pytest.mark.long
 def test_worker_stopped_mid_stream_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
     worker = pipeline.worker().start()
     sent: set[tuple[str, str]] = set()

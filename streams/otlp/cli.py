@@ -13,8 +13,6 @@ import typer
 
 from streams.config import WardenSettings
 from streams.otlp.decode import OtlpEncoding, UndecodableOtlp, decode_request
-from streams.otlp.mapping import MappingError, OtlpMapping
-from streams.otlp.stage import map_request
 
 otlp_app = typer.Typer(help="OpenTelemetry GenAI spans: the OTLP/HTTP receiver, the mapping check.",
                        no_args_is_help=True)
@@ -65,6 +63,9 @@ def map_command(
     Exit 0 when the message was read (whatever was skipped), 1 when a span was rejected,
     2 when the message or the mapping file cannot be read.
     """
+    from streams.otlp.mapping import MappingError, OtlpMapping
+    from streams.otlp.stage import map_request
+
     try:
         rules = OtlpMapping.load(mapping or WardenSettings().otlp_mapping_path)
         result = map_request(decode_request(sys.stdin.buffer.read(), encoding), rules)
