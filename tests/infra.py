@@ -63,6 +63,11 @@ def free_port_block(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free loopback ports between 20000 and 32000")
 
 
+# The JIT's first tier only: a test broker lives minutes and carries little traffic, so the
+# optimising compiler's work never pays back. Measured here (start, then ten topics of 3,000
+# records produced and consumed): 8.7 -> 4.7 CPU seconds to start, 5.7 -> 2.8 for the traffic.
+TEST_BROKER_JVM_OPTS = "-XX:TieredStopAtLevel=1"
+
 # Brokers started and not stopped; the session's own broker is not checked per test.
 LIVE_BROKERS: set[LocalKafka] = set()
 
@@ -75,7 +80,9 @@ class LocalKafka:
         self.port = port
         self.session = session  # lives for the whole run: exempt from the per-test leak check
         self.data = REPO / "var" / f"kafka-test-{port}"
-        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(self.data), **(extra_env or {})}
+        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(self.data),
+                    "KAFKA_EXTRA_JVM_OPTS": os.environ.get("KAFKA_EXTRA_JVM_OPTS", TEST_BROKER_JVM_OPTS),
+                    **(extra_env or {})}
 
     @property
     def bootstrap(self) -> str:

@@ -25,7 +25,10 @@ setup() {
   fi
 }
 
-java_cmd=(java "-Xms$heap" "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+# KAFKA_EXTRA_JVM_OPTS: more JVM flags, space-separated (the tests' brokers trade peak speed
+# for start-up and idle CPU; tests/infra.py).
+# shellcheck disable=SC2206
+java_cmd=(java "-Xms$heap" "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${KAFKA_EXTRA_JVM_OPTS:-}
   -Djava.awt.headless=true "-Dkafka.logs.dir=$data"
   "-Dlog4j2.configurationFile=$here/log4j2.properties" -cp "$here/lib/*")
 
