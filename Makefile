@@ -64,6 +64,7 @@ test: setup lint typecheck
 # long); writes var/fault-figures.json, which the README's fault table quotes.
 test-long: setup lint typecheck
 	WARDEN_TEST_SCALE=long OMP_NUM_THREADS=1 $(BIN)/pytest -q -p no:cacheprovider --timeout=1800 --durations=25 $(PARALLEL)
+	$(BIN)/python -m tests.fault_table
 
 unit: setup
 	$(BIN)/pytest -q -m "not integration"

@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.fault_table import head_commit
 from tests.infra import (
     FAULT_FIGURES,
     REPO,
@@ -15,6 +17,7 @@ from tests.infra import (
     kafka_bootstrap,
     leaked_processes,
 )
+from tests.scale import TIER
 from tests.worker_proc import Pipeline
 
 
@@ -75,4 +78,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault suite figures")
     for name, values in sorted(figures.items()):
         terminalreporter.write_line(f"{name}: {json.dumps(values)}")
+    # tests/fault_table.py writes the README's table only from a long run, naming its commit.
+    figures["_run"] = {"tier": TIER, "commit": head_commit(),
+                       "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
     (REPO / "var" / "fault-figures.json").write_text(json.dumps(figures, indent=2, sort_keys=True))

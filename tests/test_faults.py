@@ -374,6 +374,7 @@ def test_two_workers_rebalance_without_losing_or_doubling_findings(pipeline: Pip
         wait_for(lambda: _count(sink, "SELECT count() FROM traces FINAL") >= len(items), 300,
                  "all traces across rebalances", sink, 2)
         time.sleep(5)
+        stored = _count(sink, "SELECT count() FROM traces FINAL")
         got = {r["finding_id"] for r in sink.sql(
             "SELECT finding_id FROM findings FINAL WHERE kind LIKE 'error_rate.%'")}
         transitions = sink.sql("SELECT target, state, finding_ids, toString(at) AS at "
@@ -399,7 +400,7 @@ def test_two_workers_rebalance_without_losing_or_doubling_findings(pipeline: Pip
     opened_by_findings = [o for o in opens if o[1]]
     moments = [(t["target"], t["state"], t["at"]) for t in transitions]
     repeated = len(moments) - len(set(moments))
-    figures("rebalance", traces=len(items), findings_expected=len(expected), findings_stored=len(got),
+    figures("rebalance", traces=len(items), stored=stored, findings_expected=len(expected), findings_stored=len(got),
             lost=len(expected - got), extra=len(got - expected), breaker_opens=len(opens),
             doubled_transitions=repeated + len(opened_by_findings) - len(set(opened_by_findings)),
             workers_left=1, workers_joined=1)

@@ -1,10 +1,12 @@
 """Security issue 16 against the real worker and broker: a producer sprays random route names.
 
-A few thousand small traces, each naming a new route, against a worker capped at 300 scopes:
-every trace is still stored (redacted), no more than the cap hold detector state, the
-overflow is counted and reported as a ``cardinality.scope_cap`` finding, resident memory
-stays under a loose bound, and an error burst on a route that was there before the flood
-still opens its breaker.
+Small traces, each naming a new route (3,000 in ``make test``, 200,000 in ``make
+test-long``), against a worker capped at 300 scopes: every trace is still stored (redacted),
+no more than the cap hold detector state, the overflow is counted and reported as a
+``cardinality.scope_cap`` finding, and resident memory stays under a bound that does not
+grow with the flood. Then the worker restarts and restores its state from the changelogs:
+still no more than the cap, memory under the same bound, and an error burst on a route that
+was there before the flood still opens its breaker.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import pytest
 
 from detectors.breaker import target_key
 from streams.breaker_client import BreakerClient
+from tests.infra import FAULT_FIGURES
 from tests.pipeline_helpers import fast_config, publisher, rss_mb, trace_for, wait_for
+from tests.scale import volume
 from tests.worker_proc import Pipeline, WorkerProcess
 
 pytestmark = [pytest.mark.integration]
 
-FLOOD = 3000
+FLOOD = volume(ci=3_000, long=200_000)
 MAX_SCOPES = 300
 # RSS growth allowed over the warm worker: the capped scopes (tens of KB each) plus the
 # bounded buffers a backlog fills (Faust's agent queues, sink batches, the embedded
@@ -97,6 +101,21 @@ def test_a_random_route_flood_is_contained(pipeline: Pipeline, tmp_path: Path) -
             "SELECT count() FROM findings WHERE kind = 'cardinality.scope_cap'")) >= 1,
             120, "a cardinality.scope_cap finding", worker)
         assert max(peak) < warm + GROWTH_BOUND_MB, {"warm": warm, "peak": max(peak)}
+
+        # A restart reads the scopes back from their changelogs: the cap holds there too (the
+        # issue: unbounded state came back after every restart and ran the worker out again).
+        worker.stop()
+        worker = pipeline.worker(extra=env).start()
+        _normal(pipeline, "support-chat", 100, errors=False, seed=2)
+        wait_for(lambda: _stored(worker) >= 200 + FLOOD, 300, "traffic after the restart", worker)
+        restored = rss_mb(worker)
+        held_after = _metric(worker, "warden_scopes_held")
+        FAULT_FIGURES["cardinality-flood"] = {
+            "flood": FLOOD, "cap": MAX_SCOPES, "rss_mb_warm": round(warm), "rss_mb_peak": round(max(peak)),
+            "rss_mb_after_restart": round(restored), "scopes_held": held, "scopes_after_restart": held_after}
+        print("\nCARDINALITY " + json.dumps(FAULT_FIGURES["cardinality-flood"]))
+        assert held_after <= MAX_SCOPES, held_after
+        assert restored < warm + GROWTH_BOUND_MB, {"warm": warm, "after restart": restored}
 
         # The real route still has its detectors: an error burst opens its breaker.
         target = target_key({"route": "support-chat", "model": "gpt-4o-mini"})
