@@ -76,7 +76,7 @@ def _normal(pipeline: Pipeline, route: str, count: int, *, errors: bool, seed: i
             pub.publish(trace_for(route, model, error=errors and i % 4 != 0, rng=rng))
 
 
-@pytest.mark.timeout(1800)  # waits are progress-based (wait_for)
+@pytest.mark.timeout(volume(ci=600, long=3600))  # a hang fails; waits are progress-based (wait_for)
 def test_a_random_route_flood_is_contained(pipeline: Pipeline, tmp_path: Path) -> None:
     env = {"WARDEN_CONFIG_DIR": str(fast_config(tmp_path)), "WARDEN_SCOPE_MAX_TOTAL": str(MAX_SCOPES),
            "WARDEN_SCOPE_MAX_PER_TENANT": str(MAX_SCOPES), "WARDEN_SCOPE_ALERT_EVERY_S": "5"}
