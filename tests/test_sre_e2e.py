@@ -58,7 +58,9 @@ def test_metrics_grouped_alerts_forwarder_and_tail(pipeline: Pipeline, tmp_path:
         wait_for(lambda: int(worker.scalar(
             "SELECT count() FROM findings FINAL WHERE kind = 'error_rate.high'")) >= 2, 90,
             "repeated error_rate.high findings", worker)
-        assert int(worker.scalar("SELECT count() FROM alerts FINAL WHERE kind = 'error_rate.high'")) == 1
+        alerts = "SELECT count() FROM alerts FINAL WHERE kind = 'error_rate.high'"
+        wait_for(lambda: int(worker.scalar(alerts)) >= 1, 60, "the grouped alert stored", worker)  # trails its findings
+        assert int(worker.scalar(alerts)) == 1
 
         metrics = worker.get("/metrics").decode()
         for series in SERIES:
