@@ -41,8 +41,11 @@ class Pipeline:
     def env(self, web_port: int, role: str = "all", extra: dict[str, str] | None = None) -> dict[str, str]:
         extra = dict(extra or {})
         if not self.embeddings:
-            config_dir = Path(extra.get("WARDEN_CONFIG_DIR") or self.workdir / "config-no-embeddings")
-            if "WARDEN_CONFIG_DIR" not in extra and not config_dir.exists():
+            # A test's own config directory is edited in place; the shipped one never is (it
+            # is copied into the work directory first).
+            given = Path(extra.get("WARDEN_CONFIG_DIR") or CONFIG_DIR)
+            config_dir = self.workdir / "config-no-embeddings" if given.resolve() == CONFIG_DIR.resolve() else given
+            if not config_dir.exists():
                 shutil.copytree(CONFIG_DIR, config_dir)
             without_embedding_drift(config_dir)
             extra["WARDEN_CONFIG_DIR"] = str(config_dir)
