@@ -58,7 +58,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka_replication_factor,
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_enabled=True,
@@ -112,9 +112,9 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
     if governs:
         # Per-key state, co-partitioned with its source topic (raw UTF-8 keys, murmur2): it
         # survives restarts and follows its partition in a rebalance (streams.state).
-        scope_state = StateTable.create(app, "scope-state", settings.partitions)
-        route_state = StateTable.create(app, "breaker-state", settings.partitions)
-        economics_state = StateTable.create(app, "economics-state", 1)
+        scope_state = StateTable.create(app, "scope-state", settings.partitions, settings.replicated_topic_config())
+        route_state = StateTable.create(app, "breaker-state", settings.partitions, settings.replicated_topic_config())
+        economics_state = StateTable.create(app, "economics-state", 1, settings.replicated_topic_config())
 
         @app.agent(raw, concurrency=1)
         async def govern(stream: Any) -> None:
@@ -300,7 +300,7 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
         # Drift runs in governing workers, or in --role drift workers of their own (with
         # WARDEN_GOVERN_DRIFT=false on the governing ones): the encoder then has its own
         # process, cores or GPU, and cannot slow the breaker's latency path.
-        drift_state = StateTable.create(app, "drift-state", settings.partitions)
+        drift_state = StateTable.create(app, "drift-state", settings.partitions, settings.replicated_topic_config())
 
         @app.agent(redacted, concurrency=1)
         async def drift(stream: Any) -> None:

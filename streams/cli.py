@@ -20,7 +20,8 @@ from streams.config import REPO_ROOT, WardenSettings
 
 app = typer.Typer(help="Warden: governance over LLM inference telemetry.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
-kafka_app = typer.Typer(help="The local Kafka broker (KRaft, one node on 127.0.0.1).", no_args_is_help=True)
+kafka_app = typer.Typer(help="The local Kafka broker (KRaft on 127.0.0.1: one node or a replicated cluster).",
+                        no_args_is_help=True)
 schema_app = typer.Typer(help="ClickHouse schema migrations.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts for SREs.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
@@ -62,22 +63,52 @@ def worker(
         raise typer.Exit(2) from exc
 
 
+BrokersOption = Annotated[int, typer.Option(
+    min=1, max=9, help="nodes: 1, or a replicated cluster (3: topics with three replicas, "
+                       "min.insync.replicas=2; docs/SCALING.md)")]
+
+
+def _kafka_script(verb: str, brokers: int) -> int:
+    import os
+
+    if brokers == 1:
+        return subprocess.call(["bash", str(KAFKA_SCRIPT), verb])
+    env = {**os.environ, "KAFKA_BROKERS": str(brokers)}
+    return subprocess.call(["bash", str(KAFKA_SCRIPT), f"cluster-{verb}"], env=env)
+
+
 @kafka_app.command("up")
-def kafka_up() -> None:
-    """Resolve the Kafka jars with Maven if needed, start the broker, wait until ready."""
-    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SCRIPT), "up"]))
+def kafka_up(brokers: BrokersOption = 1) -> None:
+    """Resolve the Kafka jars with Maven if needed, start the broker (or a cluster of
+    --brokers nodes), wait until ready."""
+    import os
+
+    from streams.kafka_cluster import ClusterNotReady, cluster_bootstrap, wait_for_brokers
+
+    code = _kafka_script("up", brokers)
+    if code or brokers == 1:
+        raise typer.Exit(code)
+    bootstrap = cluster_bootstrap(int(os.environ.get("KAFKA_PORT", "9092")), brokers)
+    try:
+        wait_for_brokers(bootstrap, brokers)
+    except ClusterNotReady as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"{brokers} brokers registered. Point Warden at them:\n"
+                  f"  export KAFKA_BOOTSTRAP={bootstrap}\n"
+                  f"  export WARDEN_KAFKA_REPLICATION_FACTOR={min(brokers, 3)}")
 
 
 @kafka_app.command("down")
-def kafka_down() -> None:
-    """Stop the local broker."""
-    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SCRIPT), "down"]))
+def kafka_down(brokers: BrokersOption = 1) -> None:
+    """Stop the local broker (or cluster)."""
+    raise typer.Exit(_kafka_script("down", brokers))
 
 
 @kafka_app.command("status")
-def kafka_status() -> None:
-    """Say whether the local broker is up."""
-    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SCRIPT), "status"]))
+def kafka_status(brokers: BrokersOption = 1) -> None:
+    """Say whether the local broker (or each node of the cluster) is up."""
+    raise typer.Exit(_kafka_script("status", brokers))
 
 
 @kafka_app.command("acls")

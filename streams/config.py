@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +63,12 @@ class WardenSettings(BaseSettings):
     topic_prefix: str = "warden"
     app_id: str = "warden"
     partitions: int = 4
+    # Copies of every topic Warden creates (its own and its tables' changelogs), and how many
+    # must hold a write before it counts (producers send with acks=all): 1 on one broker; 3
+    # on a cluster, where min.insync.replicas defaults to 2 so one broker can be lost without
+    # losing data or refusing writes (docs/SCALING.md, "A replicated Kafka cluster").
+    kafka_replication_factor: int = Field(default=1, ge=1, le=7)
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1, le=7)
     raw_retention_hours: float = 24.0
     # How long the group waits for a silent member before its partitions move: the failover
     # time after a worker dies without leaving (kill -9, a lost host). Heartbeats run on the
@@ -186,6 +192,27 @@ class WardenSettings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Replicas that must hold a write: as set, else 2 with three or more copies (one
+        broker may be down), else all of them."""
+        if self.kafka_min_insync_replicas is not None:
+            return self.kafka_min_insync_replicas
+        return 2 if self.kafka_replication_factor >= 3 else self.kafka_replication_factor
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> WardenSettings:
+        if self.min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                f"WARDEN_KAFKA_MIN_INSYNC_REPLICAS={self.min_insync_replicas} exceeds "
+                f"WARDEN_KAFKA_REPLICATION_FACTOR={self.kafka_replication_factor}: every write "
+                "would be refused; lower it or add replicas")
+        return self
+
+    def replicated_topic_config(self) -> dict[str, str]:
+        """Topic settings every topic Warden creates carries (with its replication factor)."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     @property
     def otlp_mapping_path(self) -> Path:

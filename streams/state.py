@@ -50,10 +50,13 @@ class StateTable(MutableMapping[str, Any]):
         self.table = table
 
     @classmethod
-    def create(cls, app: Any, name: str, partitions: int) -> StateTable:
+    def create(cls, app: Any, name: str, partitions: int,
+               topic_config: dict[str, str] | None = None) -> StateTable:
         """A Faust table for per-key state: raw byte keys partitioned like the source topic,
-        values in standard JSON (:data:`CODEC`) whatever JSON libraries are installed."""
-        table = app.Table(name, default=None, key_type=bytes, partitions=partitions, use_partitioner=True)
+        values in standard JSON (:data:`CODEC`) whatever JSON libraries are installed.
+        ``topic_config``: extra settings of its changelog topic (min.insync.replicas)."""
+        table = app.Table(name, default=None, key_type=bytes, partitions=partitions, use_partitioner=True,
+                          extra_topic_configs=dict(topic_config or {}))
         # Faust fixes "json" (or the value type's codec): the table writes and recovers its
         # changelog with these two.
         table.value_serializer = table.changelog_topic.value_serializer = CODEC

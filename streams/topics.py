@@ -61,21 +61,28 @@ def topic_name(settings: WardenSettings, short: str) -> str:
     return settings.topic(short)
 
 
-def ensure_topics(settings: WardenSettings, timeout_s: float = 30.0) -> list[str]:
-    """Create missing topics with their partition counts and retention; returns created names."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **settings.security.confluent()})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+def new_topics(settings: WardenSettings, existing: set[str] | frozenset[str] = frozenset()) -> list[NewTopic]:
+    """The topics to create that ``existing`` lacks: partitions, retention, compaction and
+    the replication settings (``WARDEN_KAFKA_REPLICATION_FACTOR``, min.insync.replicas)."""
     wanted = []
     for spec in topic_specs(settings):
         name = settings.topic(spec.name)
         if name in existing:
             continue
-        config = {"retention.ms": str(spec.retention_ms)}
+        config = {"retention.ms": str(spec.retention_ms), **settings.replicated_topic_config()}
         if spec.compacted:
             config.update({"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                            "segment.ms": str(HOUR_MS)})
         partitions = 1 if spec.name in SINGLE_PARTITION else settings.partitions
-        wanted.append(NewTopic(name, num_partitions=partitions, replication_factor=1, config=config))
+        wanted.append(NewTopic(name, num_partitions=partitions,
+                               replication_factor=settings.kafka_replication_factor, config=config))
+    return wanted
+
+
+def ensure_topics(settings: WardenSettings, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics with their partition counts and retention; returns created names."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **settings.security.confluent()})
+    wanted = new_topics(settings, set(admin.list_topics(timeout=timeout_s).topics))
     if not wanted:
         return []
     futures = admin.create_topics(wanted, operation_timeout=timeout_s)

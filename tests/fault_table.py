@@ -64,6 +64,14 @@ def _broker(f: Mapping[str, Any]) -> Row:
             "BreakerClient reconnected; a breaker opened after it")
 
 
+def _cluster(f: Mapping[str, Any]) -> Row:
+    again = ", ".join(f"{s:g} s" for s in f["governing_again_s"])
+    return (f"kill -9 of the broker leading the raw topic, then of another ({f['brokers']} brokers, "
+            "3 replicas, min.insync.replicas=2)", _n(f["sent"]), _n(f["stored"]), _n(f["duplicated"]),
+            _n(f["lost"]), f"governing again after {again} with a broker down; lag back to 0; a breaker "
+            f"opened after both; {_n(f['replayed_rows_before_merge'])} replayed rows before dedup")
+
+
 def _rebalance(f: Mapping[str, Any]) -> Row:
     return ("two govern workers + a sink worker, partitions moved while traffic flowed", _n(f["traces"]),
             _n(f["stored"]), f"{f['extra']} findings, {f['doubled_transitions']} breaker transitions",
@@ -92,6 +100,7 @@ ROWS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
     "clickhouse-outage-split": _outage("split"),
     "clickhouse-outage-all": _outage("all"),
     "broker-restart": _broker,
+    "cluster-broker-loss": _cluster,
     "rebalance": _rebalance,
     "bad-input": _bad_input,
     "cardinality-flood": _cardinality,

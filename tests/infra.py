@@ -69,7 +69,7 @@ def free_port_block(count: int) -> int:
 TEST_BROKER_JVM_OPTS = "-XX:TieredStopAtLevel=1"
 
 # Brokers started and not stopped; the session's own broker is not checked per test.
-LIVE_BROKERS: set[LocalKafka] = set()
+LIVE_BROKERS: set[LocalKafka | LocalKafkaCluster] = set()
 
 
 class LocalKafka:
@@ -119,6 +119,79 @@ class LocalKafka:
         self.stop()
         LIVE_BROKERS.add(self)
         self._script("up")
+
+
+class LocalKafkaCluster:
+    """The project's replicated KRaft cluster (kafka.sh cluster-up) on test ports: node i
+    listens on ``first_port + 2(i-1)``; three nodes give topics three replicas and
+    min.insync.replicas=2."""
+
+    session = False
+
+    def __init__(self, first_port: int, brokers: int = 3):
+        from streams.kafka_cluster import cluster_bootstrap, node_ports
+
+        self.port = first_port
+        self.brokers = brokers
+        self.ports = node_ports(first_port, brokers)
+        self.bootstrap = cluster_bootstrap(first_port, brokers)
+        self.data = REPO / "var" / f"kafka-cluster-test-{first_port}"
+        self.env = {**os.environ, "KAFKA_PORT": str(first_port), "KAFKA_DATA": str(self.data),
+                    "KAFKA_BROKERS": str(brokers), "KAFKA_HEAP": os.environ.get("KAFKA_HEAP", "384m"),
+                    "KAFKA_EXTRA_JVM_OPTS": os.environ.get("KAFKA_EXTRA_JVM_OPTS", TEST_BROKER_JVM_OPTS)}
+
+    def _script(self, verb: str) -> None:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), verb], env=self.env, check=True, timeout=600)
+
+    def start(self) -> LocalKafkaCluster:
+        """A fresh cluster, returned once every broker is registered."""
+        from streams.kafka_cluster import wait_for_brokers
+
+        LIVE_BROKERS.add(self)
+        try:
+            self._script("cluster-wipe")
+            self._script("cluster-up")
+            wait_for_brokers(self.bootstrap, self.brokers)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._script("cluster-down")
+        LIVE_BROKERS.discard(self)
+
+    def pid(self, node: int) -> int | None:
+        try:
+            pid = int((self.data / f"node-{node}" / "kafka.pid").read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def running(self) -> bool:
+        """Any node's JVM is alive."""
+        return any(self.pid(node) is not None for node in range(1, self.brokers + 1))
+
+    def kill(self, node: int) -> None:
+        """kill -9 one node (broker and controller voter) and wait until it is gone."""
+        import time
+
+        pid = self.pid(node)
+        if pid is None:
+            return
+        os.kill(pid, 9)
+        while self.pid(node) is not None:
+            time.sleep(0.05)
+
+    def revive(self) -> None:
+        """Start the nodes that are down again (on their old data), then wait until every
+        broker is registered."""
+        from streams.kafka_cluster import wait_for_brokers
+
+        self._script("cluster-up")
+        wait_for_brokers(self.bootstrap, self.brokers)
 
 
 @contextmanager

@@ -13,6 +13,8 @@ FIGURES = {
     "economics-rewind": {"usage_records": 150, "skipped_by_committed_offset": 20, "rewinds": 1.0,
                          "exhausted_at_trace": [100]},
     "broker-restart": {"sent": 8000, "stored": 8000, "lost": 0, "restarts": 1},
+    "cluster-broker-loss": {"brokers": 3, "sent": 50000, "stored": 50000, "lost": 0, "duplicated": 0,
+                            "replayed_rows_before_merge": 7, "broker_kills": 2, "governing_again_s": [3.5, 12.0]},
     "something-new": {"x": 1},
 }
 
@@ -36,6 +38,8 @@ def test_a_long_run_rewrites_only_the_block(tmp_path: Path) -> None:
     assert "| kill -9 of the worker, 5 times, at random points | 50,000 | 50,000 | 0 | 0 |" in text
     assert "audit chain verifies (61 records)" in text
     assert "exhausted at trace 100 (exactly the 100th)" in text
+    assert "| kill -9 of the broker leading the raw topic, then of another (3 brokers" in text
+    assert "governing again after 3.5 s, 12 s with a broker down" in text
     assert "`something-new`" in text  # a figure with no row yet is named, not dropped
 
 

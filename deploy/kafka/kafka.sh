@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Local Apache Kafka (KRaft, one node on 127.0.0.1) for development, demos and tests.
-#   kafka.sh setup | up | down | status
+# Local Apache Kafka (KRaft on 127.0.0.1) for development, demos and tests: one node, or a
+# replicated cluster of KAFKA_BROKERS nodes (each a broker and a controller voter).
+#   kafka.sh setup | up | down | status | wipe
+#   kafka.sh cluster-up | cluster-down | cluster-status | cluster-wipe
+# A cluster's node i (1..N) listens on KAFKA_PORT + 2(i-1), its controller on the port after,
+# its data in KAFKA_DATA/node-i (default var/kafka-cluster-<port>); topics default to three
+# replicas with min.insync.replicas=2 (fewer nodes: as many as there are, and 1).
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA (var/kafka under the repo),
 #              KAFKA_HEAP (512m), KAFKA_SASL_PORT + KAFKA_SASL_PLAIN_PASSWORD and
 #              KAFKA_SSL_PORT (extra SASL and TLS listeners, for tests),
@@ -17,6 +22,11 @@ cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
 data="${KAFKA_DATA:-$root/var/kafka-$port}"
 heap="${KAFKA_HEAP:-512m}"
 pidfile="$data/kafka.pid"
+# One node of a cluster (set by cluster-up): its id, the controller quorum, topic replicas.
+node_id="${KAFKA_NODE_ID:-1}"
+voters="${KAFKA_VOTERS:-1@127.0.0.1:$cport}"
+replication="${KAFKA_REPLICATION:-1}"
+min_isr="${KAFKA_MIN_ISR:-1}"
 
 setup() {
   if [ ! -f "$here/lib/kafka_2.13-4.1.1.jar" ]; then
@@ -42,7 +52,8 @@ up() {
   if is_up; then echo "port $port is taken by another process; set KAFKA_PORT" >&2; return 1; fi
   mkdir -p "$data"
   sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA@#$data#g" \
-    "$here/server.properties.in" > "$data/server.properties"
+    -e "s#@NODE_ID@#$node_id#g" -e "s#@VOTERS@#$voters#g" -e "s#@REPLICATION@#$replication#g" \
+    -e "s#@MIN_ISR@#$min_isr#g" "$here/server.properties.in" > "$data/server.properties"
   # Optional extra listeners for security tests; later keys win in a properties file.
   listeners="PLAINTEXT://127.0.0.1:$port"
   protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
@@ -109,6 +120,8 @@ EOF
   fi
   nohup "${java_cmd[@]}" kafka.Kafka "$data/server.properties" > "$data/stdout.log" 2>&1 &
   echo $! > "$pidfile"
+  # A cluster's nodes start together (cluster-up waits for all of them).
+  if [ "${KAFKA_NO_WAIT:-0}" = "1" ]; then echo "kafka node $node_id starting on 127.0.0.1:$port (pid $!)"; return 0; fi
   for _ in $(seq 1 120); do
     if is_up; then echo "kafka up on 127.0.0.1:$port (pid $(cat "$pidfile"))"; return 0; fi
     if ! running; then echo "kafka exited; see $data/stdout.log and $data/server.log" >&2; tail -20 "$data/stdout.log" >&2; return 1; fi
@@ -132,11 +145,62 @@ status() {
   if running && is_up; then echo "up 127.0.0.1:$port pid $(cat "$pidfile")"; else echo "down"; return 3; fi
 }
 
+brokers="${KAFKA_BROKERS:-3}"
+cluster_data="${KAFKA_DATA:-$root/var/kafka-cluster-$port}"
+
+# Runs this script once per node with that node's ports, data and identity.
+each_node() {
+  local verb="$1" i nport ncport quorum="" rc=0
+  for i in $(seq 1 "$brokers"); do quorum="$quorum,$i@127.0.0.1:$((port + 2 * (i - 1) + 1))"; done
+  local rf=$((brokers < 3 ? brokers : 3)) isr=$((brokers < 3 ? 1 : 2))
+  for i in $(seq 1 "$brokers"); do
+    nport=$((port + 2 * (i - 1))); ncport=$((nport + 1))
+    KAFKA_PORT=$nport KAFKA_CONTROLLER_PORT=$ncport KAFKA_DATA="$cluster_data/node-$i" KAFKA_NODE_ID=$i \
+      KAFKA_VOTERS="${quorum#,}" KAFKA_REPLICATION=$rf KAFKA_MIN_ISR=$isr KAFKA_NO_WAIT=1 \
+      bash "${BASH_SOURCE[0]}" "$verb" || rc=$?
+  done
+  return "$rc"
+}
+
+cluster_up() {
+  if [ -n "${KAFKA_SASL_PORT:-}${KAFKA_SSL_PORT:-}" ]; then
+    echo "cluster-up runs plaintext loopback nodes only; the SASL/TLS listeners are for one node" >&2; return 2
+  fi
+  [ "$brokers" -ge 1 ] || { echo "KAFKA_BROKERS must be at least 1" >&2; return 2; }
+  setup
+  each_node up || { each_node down; return 1; }
+  # A node's port opens once it runs; the quorum forms when a majority of them do.
+  local i nport
+  for i in $(seq 1 "$brokers"); do
+    nport=$((port + 2 * (i - 1)))
+    for _ in $(seq 1 240); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break
+      kill -0 "$(cat "$cluster_data/node-$i/kafka.pid" 2>/dev/null || echo 0)" 2>/dev/null ||
+        { echo "kafka node $i exited; see $cluster_data/node-$i/server.log" >&2; return 1; }
+      sleep 0.5
+    done
+    (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null ||
+      { echo "kafka node $i did not open 127.0.0.1:$nport within 120 s" >&2; return 1; }
+  done
+  echo "kafka cluster of $brokers up; bootstrap $(cluster_bootstrap)"
+}
+
+cluster_bootstrap() {
+  local i out=""
+  for i in $(seq 1 "$brokers"); do out="$out,127.0.0.1:$((port + 2 * (i - 1)))"; done
+  echo "${out#,}"
+}
+
 case "${1:-}" in
   setup) setup ;;
   up) up ;;
   down) down ;;
   status) status ;;
   wipe) down; rm -rf "$data" ;;
-  *) echo "usage: $0 setup|up|down|status|wipe" >&2; exit 2 ;;
+  cluster-up) cluster_up ;;
+  cluster-down) each_node down ;;
+  cluster-status) each_node status ;;
+  cluster-wipe) each_node down; rm -rf "$cluster_data" ;;
+  cluster-bootstrap) cluster_bootstrap ;;
+  *) echo "usage: $0 setup|up|down|status|wipe|cluster-up|cluster-down|cluster-status|cluster-wipe|cluster-bootstrap" >&2; exit 2 ;;
 esac

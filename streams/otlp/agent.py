@@ -123,8 +123,9 @@ def ensure_otlp_topics(settings: WardenSettings, timeout_s: float = 30.0) -> lis
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **settings.security.confluent()})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     retention = str(int(settings.raw_retention_hours * 3_600_000))
-    wanted = [NewTopic(name, num_partitions=settings.partitions, replication_factor=1,
-                       config={"retention.ms": retention}) for name in otlp_sources(settings) if name not in existing]
+    wanted = [NewTopic(name, num_partitions=settings.partitions,
+                       replication_factor=settings.kafka_replication_factor,
+                       config={"retention.ms": retention, **settings.replicated_topic_config()}) for name in otlp_sources(settings) if name not in existing]
     created = []
     for name, future in (admin.create_topics(wanted, operation_timeout=timeout_s) if wanted else {}).items():
         try:
