@@ -33,8 +33,10 @@ def _n(value: Any) -> str:
 
 def _kill(f: Mapping[str, Any]) -> Row:
     audit = f"audit chain verifies ({_n(f['audit_records'])} records)" if f.get("audit_ok") else "audit chain FAILS"
+    decided = (f"; {_n(f['findings_stored'])} of {_n(f['findings_expected'])} findings of an offline replay, "
+               f"{_n(f['findings_extra'])} extra" if "findings_expected" in f else "")
     return (f"kill -9 of the worker, {f['kills']} times, at random points", _n(f["sent"]), _n(f["stored"]),
-            _n(f["duplicated"]), _n(f["lost"]), f"{audit}; {_n(f['physical_rows'])} rows before dedup")
+            _n(f["duplicated"]), _n(f["lost"]), f"{audit}; {_n(f['physical_rows'])} rows before dedup{decided}")
 
 
 def _economics(title: str) -> Callable[[Mapping[str, Any]], Row]:

@@ -9,7 +9,8 @@ from tests.fault_table import END, START, main
 
 FIGURES = {
     "kill-9": {"sent": 50000, "stored": 50000, "unique": 50000, "physical_rows": 50012, "duplicated": 0,
-               "lost": 0, "kills": 5, "audit_records": 61, "audit_ok": True},
+               "lost": 0, "kills": 5, "audit_records": 61, "audit_ok": True, "findings_expected": 57,
+               "findings_stored": 57, "findings_extra": 0},
     "economics-rewind": {"usage_records": 150, "skipped_by_committed_offset": 20, "rewinds": 1.0,
                          "exhausted_at_trace": [100]},
     "broker-restart": {"sent": 8000, "stored": 8000, "lost": 0, "restarts": 1},
@@ -37,6 +38,7 @@ def test_a_long_run_rewrites_only_the_block(tmp_path: Path) -> None:
     assert "commit abc1234" in text and "2026-12-07 22:00 UTC" in text
     assert "| kill -9 of the worker, 5 times, at random points | 50,000 | 50,000 | 0 | 0 |" in text
     assert "audit chain verifies (61 records)" in text
+    assert "57 of 57 findings of an offline replay, 0 extra" in text
     assert "exhausted at trace 100 (exactly the 100th)" in text
     assert "| kill -9 of the broker leading the raw topic, then of another (3 brokers" in text
     assert "governing again after 3.5 s, 12 s with a broker down" in text

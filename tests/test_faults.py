@@ -100,14 +100,45 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(pipeline: Pipeline, tmp_pa
         transitions = worker.sql("SELECT target, state, at, count() AS n FROM breaker_events FINAL "
                                  "GROUP BY target, state, at HAVING n > 1")
         assert transitions == []
+        # Decisions exactly as an offline replay of the same traces makes them (issue 21,
+        # item 2): every finding the governing stage makes, once, none missing, none extra.
+        expected = _offline_findings(items, Path(config["WARDEN_CONFIG_DIR"]))
+        kinds = sorted({kind for kind, _ in expected.values()})
+        wait_for(lambda: len(_stored_findings(worker, kinds)) >= len(expected), 60,
+                 "the findings of the last traces stored", worker, 1)
+        got = _stored_findings(worker, kinds)
     finally:
         worker.stop()
     report = AuditLog(ClickHouseStore(pipeline.dsn)).verify()
     figures("kill-9", sent=total, stored=stored, unique=unique, physical_rows=physical,
             duplicated=stored - len(sent_ids), lost=len(sent_ids) - stored, kills=kills,
-            audit_records=report.records, audit_ok=report.ok)
+            audit_records=report.records, audit_ok=report.ok, findings_expected=len(expected),
+            findings_stored=len(got & set(expected)), findings_extra=len(got - set(expected)))
     assert report.ok, report.first_problem
     assert report.records > 0
+    assert {kind for kind, _ in expected.values()} >= {"error_rate.high"}
+    assert got == set(expected), (f"missing: {sorted(expected[i] for i in set(expected) - got)[:10]}; "
+                                  f"extra: {sorted(got - set(expected))[:10]}")
+
+
+def _offline_findings(items: list[dict], config_dir: Path) -> dict[str, tuple[str, float]]:
+    """finding id -> (kind, event time) of what the governing stage decides on ``items`` in
+    order, in this process, with the worker's config."""
+    from streams.config import WardenSettings
+    from streams.governor import Governor
+    from streams.records import InferenceTrace
+    from streams.redaction import load_redactor
+
+    settings = WardenSettings(config_dir=config_dir, pseudonym_key="replay-key-0123456789abcdef")
+    offline = Governor.from_settings(settings, load_redactor(settings))
+    states: dict = {}
+    return {f.finding_id: (f.kind, f.at) for t in items
+            for f in offline.govern(InferenceTrace.model_validate(t), states).findings}
+
+
+def _stored_findings(worker: WorkerProcess, kinds: list[str]) -> set[str]:
+    quoted = ", ".join(f"'{kind}'" for kind in kinds)
+    return {r["finding_id"] for r in worker.sql(f"SELECT finding_id FROM findings FINAL WHERE kind IN ({quoted})")}
 
 
 def _dollar_budget(tmp_path: Path, tenant: str, route: str, seed: int,
