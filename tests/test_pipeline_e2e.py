@@ -14,7 +14,15 @@ import pytest
 from detectors.breaker import target_key
 from streams.breaker_client import BreakerClient
 from streams.loadgen import malformed
-from tests.pipeline_helpers import fast_config, publisher, read_topic, trace_for, traces, wait_for
+from tests.pipeline_helpers import (
+    fast_config,
+    publisher,
+    read_topic,
+    stored_ids,
+    trace_for,
+    traces,
+    wait_for,
+)
 from tests.scale import volume
 from tests.worker_proc import Pipeline
 
@@ -45,8 +53,7 @@ def test_traces_with_one_percent_malformed_are_stored_once_or_dead_lettered(pipe
         assert len(bad) == bad_total and pub.stats.delivered == total
         wait_for(lambda: _stored(worker) >= good_total and _stored(worker, "dead_letters") >= bad_total, 120,
                  f"{good_total} traces and {bad_total} dead letters in ClickHouse", worker)
-        rows = worker.sql("SELECT trace_id, span_id FROM traces FINAL")
-        assert {(r["trace_id"], r["span_id"]) for r in rows} == sent_ids
+        assert stored_ids(worker) == sent_ids
         assert int(worker.scalar("SELECT count() FROM traces")) == good_total  # no physical duplicate either
         letters = [json.loads(v) for _, v in read_topic(pipeline.bootstrap, pipeline.topic("deadletter.v1"))]
         assert len(letters) == bad_total
@@ -155,7 +162,6 @@ def test_worker_stopped_mid_stream_loses_and_duplicates_nothing(pipeline: Pipeli
     worker = pipeline.worker().start()
     try:
         wait_for(lambda: _stored(worker) >= total, 120, f"{total} traces after restart", worker)
-        rows = worker.sql("SELECT trace_id, span_id FROM traces FINAL")
-        assert {(r["trace_id"], r["span_id"]) for r in rows} == sent
+        assert stored_ids(worker) == sent
     finally:
         worker.stop()

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sinks.analyst_sql import AnalystLimits, QueryRefused, analyst_views
+from sinks.analyst_sql import AnalystLimits, QueryRefused, ResultTooLarge, analyst_views
 from sinks.clickhouse import ClickHouseStore, SinkError, analyst_dsn
 from streams.config import WardenSettings
 from streams.query_endpoint import (
@@ -112,10 +112,14 @@ def test_ordinary_analyst_queries_still_run(store: ClickHouseStore, query: str) 
 
 
 def test_the_limits_hold_and_cannot_be_raised(store: ClickHouseStore) -> None:
-    rows = store.query_readonly("SELECT number FROM numbers(1000000)").splitlines()
-    # result_overflow_mode=break ends the result with the block that passes the limit
-    # (blocks hold up to 65,536 rows), so the cut is at most one block late.
-    assert 100 <= len(rows) <= 100 + 65_536
+    # Over a limit the analyst gets an error that says what to do, never a cut answer that
+    # looks whole (result_overflow_mode=break returned 65,409 of 100,000 rows silently).
+    for too_large in ("SELECT number FROM numbers(101)", "SELECT number FROM numbers(1000000)",
+                      "SELECT repeat(toString(number), 40000) AS wide FROM numbers(60)"):
+        with pytest.raises(ResultTooLarge, match="over the analyst limits .*LIMIT"):
+            store.query_readonly(too_large)
+    assert len(store.query_readonly("SELECT number FROM numbers(1000000) LIMIT 100").splitlines()) == 100
+    assert len(store.query_readonly("SELECT number FROM numbers(100)").splitlines()) == 100
     limits = json.loads(store.query_readonly(
         "SELECT getSetting('readonly') AS ro, getSetting('max_execution_time') AS t, "
         "getSetting('max_result_rows') AS r, getSetting('max_memory_usage') AS m"))
