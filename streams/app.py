@@ -225,12 +225,28 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                         METRICS.dead_letters.labels(letter["error_kind"]).inc()
                         await commit.send(to_dead, msg.key or b"", letter)
 
+        usage_tp: list[Any] = []  # the usage partition last read (one partition)
+
+        async def reseek_usage() -> None:
+            # A wait ended with no usage record while rewinding: seek again (a seek whose
+            # records were dropped as already read brings no batch, Economics.reseek_due).
+            target = wiring.economics.reseek_due(time.monotonic())
+            if target is None or not usage_tp:
+                return
+            METRICS.economics_rewinds.inc()
+            log.warning("economics_reseek", partition=usage_tp[0].partition, seek_to=target)
+            try:
+                await app.consumer.seek(usage_tp[0], target)
+            except Exception:  # revoked meanwhile: its next owner loads the state and checks
+                log.warning("economics_rewind_failed", partition=usage_tp[0].partition, exc_info=True)
+
         async def admit_usage(events: list[Any]) -> list[Any]:
             # The economics state, not the committed offset, says what is counted: a hole
             # before this batch is read again (streams.economics.Economics.admit).
             admission = wiring.economics.admit([e.message.offset for e in events], economics_state,
                                                time.monotonic())
             tp = events[0].message.tp
+            usage_tp[:] = [tp]
             if admission.seek_to is not None:
                 METRICS.economics_rewinds.inc()
                 log.warning("economics_rewind", partition=tp.partition, seek_to=admission.seek_to,
@@ -263,6 +279,8 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                     pending_generation = generation
                 if events:
                     events = await admit_usage(events)
+                else:
+                    await reseek_usage()
                 due = time.monotonic() - saved_at >= settings.economics_checkpoint_s or len(pending) >= GOVERN_BATCH * 20
                 if not events and not (due and pending):
                     continue

@@ -164,6 +164,33 @@ class Economics:
             return Admission(take, seek_to=target)
         return Admission(take)
 
+    def reseek_due(self, now: float) -> int | None:
+        """While rewinding with nothing arriving: the offset to seek to again, every
+        ``RESEEK_EVERY_S`` (None when not due or not rewinding).
+
+        :meth:`admit` seeks again only when a batch comes, but a seek can come to nothing:
+        records fetched before it were handed out after it, moved the consumer's read
+        offset past the seek, and their re-read copies were then dropped as already read
+        (issue 21, the same race as at a rebalance). No batch came after that, and the
+        agent counted nothing more (make test-long, 2026-12-08, at load 8). The agent calls
+        this when a wait for records ends empty.
+
+        >>> eco = Economics.__new__(Economics)
+        >>> eco._rewinding = None
+        >>> eco.reseek_due(now=10.0) is None
+        True
+        >>> eco._rewinding = (12, 0.0, 0.0)
+        >>> eco.reseek_due(now=1.0) is None, eco.reseek_due(now=2.5), eco.reseek_due(now=3.0) is None
+        (True, 12, True)
+        """
+        if self._rewinding is None:
+            return None
+        target, since, last_seek = self._rewinding
+        if now - last_seek < RESEEK_EVERY_S:
+            return None
+        self._rewinding = (target, since, now)
+        return target
+
     @property
     def next_offset(self) -> int | None:
         """The usage offset counted next (what the latest checkpoint holds, after one)."""
