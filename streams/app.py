@@ -233,12 +233,17 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
             target = wiring.economics.reseek_due(time.monotonic())
             if target is None or not usage_tp:
                 return
+            await seek_usage(usage_tp[0], target, "economics_reseek")
+
+        async def seek_usage(tp: Any, target: int, event: str, **context: Any) -> bool:
             METRICS.economics_rewinds.inc()
-            log.warning("economics_reseek", partition=usage_tp[0].partition, seek_to=target)
+            log.warning(event, partition=tp.partition, seek_to=target, **context)
             try:
-                await app.consumer.seek(usage_tp[0], target)
+                await app.consumer.seek(tp, target)
+                return True
             except Exception:  # revoked meanwhile: its next owner loads the state and checks
-                log.warning("economics_rewind_failed", partition=usage_tp[0].partition, exc_info=True)
+                log.warning("economics_rewind_failed", partition=tp.partition, exc_info=True)
+                return False
 
         async def admit_usage(events: list[Any]) -> list[Any]:
             # The economics state, not the committed offset, says what is counted: a hole
@@ -247,15 +252,9 @@ def create_app(settings: WardenSettings, wiring: Wiring) -> faust.App:
                                                time.monotonic())
             tp = events[0].message.tp
             usage_tp[:] = [tp]
-            if admission.seek_to is not None:
-                METRICS.economics_rewinds.inc()
-                log.warning("economics_rewind", partition=tp.partition, seek_to=admission.seek_to,
-                            first_offset=events[admission.take].message.offset)
-                try:
-                    await app.consumer.seek(tp, admission.seek_to)
-                except Exception:  # revoked meanwhile: its next owner loads the state and checks
-                    log.warning("economics_rewind_failed", partition=tp.partition, exc_info=True)
-                    return []
+            if admission.seek_to is not None and not await seek_usage(
+                    tp, admission.seek_to, "economics_rewind", first_offset=events[admission.take].message.offset):
+                return []
             if admission.lost:
                 METRICS.economics_lost.inc(admission.lost)
                 log.error("economics_records_lost", partition=tp.partition, records=admission.lost,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -42,6 +43,29 @@ def trace_for(route: str, model: str, *, error: bool, rng: random.Random) -> dic
 
 def publisher(pipeline: Pipeline) -> TracePublisher:
     return TracePublisher(pipeline.bootstrap, pipeline.topic("traces.raw.v1"))
+
+
+def publish_in_background(pipeline: Pipeline, items: list[dict[str, Any]], rate: float) -> threading.Thread:
+    """Publish ``items`` at ``rate`` per second from a daemon thread (join it to wait)."""
+    def run() -> None:
+        with publisher(pipeline) as pub:
+            started = time.monotonic()
+            for i, trace in enumerate(items):
+                pub.publish(trace)
+                delay = started + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def metric(worker: WorkerProcess, name: str) -> float:
+    """One unlabelled counter or gauge from the worker's /metrics (0 when absent)."""
+    for line in worker.get("/metrics").decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 # Counters that only move when a worker does work (metrics it exports on /metrics); what a

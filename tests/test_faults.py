@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,8 @@ from streams.breaker_client import BreakerClient
 from tests.infra import FAULT_FIGURES, LocalKafka, free_port_block
 from tests.pipeline_helpers import (
     fast_config,
+    metric,
+    publish_in_background,
     publisher,
     rss_mb,
     stored_ids,
@@ -42,19 +43,6 @@ def _count(worker: WorkerProcess, query: str) -> int:
     return int(worker.scalar(query))
 
 
-def _publish_in_background(pipeline: Pipeline, items: list[dict], rate: float) -> threading.Thread:
-    def run() -> None:
-        with publisher(pipeline) as pub:
-            started = time.monotonic()
-            for i, trace in enumerate(items):
-                pub.publish(trace)
-                delay = started + i / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
 
 def test_kill_minus_nine_loses_and_duplicates_nothing(pipeline: Pipeline, tmp_path: Path) -> None:
     """kill -9 the worker while it governs (twice over 4,000 traces in ``make test``, five
@@ -70,13 +58,13 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(pipeline: Pipeline, tmp_pa
     config = {"WARDEN_CONFIG_DIR": str(fast_config(tmp_path))}
     rng = random.Random(5)
     worker = pipeline.worker(extra=config).start()
-    feeder = _publish_in_background(pipeline, items, rate=rate)
+    feeder = publish_in_background(pipeline, items, rate=rate)
     kills = 0
     for _ in range(planned_kills):
         # Killed mid-work: once this incarnation has governed a random share of a slice
         # (progress, not a clock, so a slow machine kills at the same point of the stream).
         governed = rng.uniform(0.3, 1.0) * total / (planned_kills + 1)
-        wait_for(lambda w=worker, governed=governed: _metric(w, "warden_traces_governed_total") >= governed,
+        wait_for(lambda w=worker, governed=governed: metric(w, "warden_traces_governed_total") >= governed,
                  120, f"the worker governing {governed:.0f} traces before kill {kills + 1}", worker, 0.2)
         worker.kill()
         kills += 1
@@ -197,7 +185,7 @@ def test_economics_counts_each_usage_record_once_across_kill_minus_nine(pipeline
     env, start, items = _dollar_budget(tmp_path, "econ-kill", "econ-route", seed=17, checkpoint_s=2)
     worker = pipeline.worker(extra=env).start()
     delivered = _publish(pipeline, items[:60])
-    wait_for(lambda: _metric(worker, "warden_economics_checkpoint_offset") >= 60, 60,
+    wait_for(lambda: metric(worker, "warden_economics_checkpoint_offset") >= 60, 60,
              "a checkpoint of the first 60 usage records", worker, 0.5)
     delivered += _publish(pipeline, items[60:85])
     time.sleep(0.3)  # applied, and most likely not checkpointed yet
@@ -217,12 +205,6 @@ def test_economics_counts_each_usage_record_once_across_kill_minus_nine(pipeline
     assert json.loads(str(rows[0]["evidence"]))["period_spent_usd"] == 100.0
 
 
-def _metric(worker: WorkerProcess, name: str) -> float:
-    for line in worker.get("/metrics").decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
-
 
 @pytest.mark.long
 def test_economics_reads_again_what_a_committed_offset_skipped(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -240,7 +222,7 @@ def test_economics_reads_again_what_a_committed_offset_skipped(pipeline: Pipelin
     worker = pipeline.worker(extra=env).start()
     try:
         _publish(pipeline, items[:60])
-        wait_for(lambda: _metric(worker, "warden_economics_checkpoint_offset") >= 60, 60,
+        wait_for(lambda: metric(worker, "warden_economics_checkpoint_offset") >= 60, 60,
                  "a checkpoint of the first 60 usage records", worker, 0.5)
         _publish(pipeline, items[60:80])
         wait_for(lambda: offsets.get_watermark_offsets(usage, timeout=5)[1] >= 80, 30, "80 usage records",
@@ -255,7 +237,7 @@ def test_economics_reads_again_what_a_committed_offset_skipped(pipeline: Pipelin
     _publish(pipeline, items[80:])
     try:
         rows = _exhaustions(worker, "econ-rewind")
-        rewinds = _metric(worker, "warden_economics_rewinds_total")
+        rewinds = metric(worker, "warden_economics_rewinds_total")
     finally:
         worker.stop()
     figures("economics-rewind", usage_records=len(items), skipped_by_committed_offset=end - 60,
@@ -299,7 +281,7 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
              "traces before the outage", worker, workers=others)
     outage.touch()
     rss_start = rss_mb(worker)
-    feeder = _publish_in_background(pipeline, during, rate=len(during) / outage_s)
+    feeder = publish_in_background(pipeline, during, rate=len(during) / outage_s)
     # The outage lasts as long as the traffic that arrives during it; memory is read halfway
     # and at the end, and judged against the bytes that arrived, not against the clock.
     time.sleep(outage_s / 2)
@@ -314,7 +296,7 @@ def test_clickhouse_outage_costs_lag_not_data_nor_memory(pipeline: Pipeline, tmp
     assert stored_during == len(before)  # nothing written (or committed) while down
     stored = stored_ids(worker)
     assert stored == {(t["trace_id"], t["span_id"]) for t in before + during}
-    assert _metric(worker, 'warden_sink_write_failures_total{table="traces"}') > 0  # seen and retried
+    assert metric(worker, 'warden_sink_write_failures_total{table="traces"}') > 0  # seen and retried
     figures(f"clickhouse-outage-{layout}", sent=total, stored=len(stored), lost=total - len(stored),
             outage_s=outage_s, input_during_outage_mb=round(during_mb, 1), rss_mb_start=round(rss_start),
             rss_mb_half=round(rss_mid), rss_mb_end=round(rss_end),
@@ -340,8 +322,8 @@ def test_broker_restart_mid_stream(tmp_path: Path) -> None:
         broker.start()
         worker = pipeline.worker(extra={"WARDEN_CONFIG_DIR": str(fast_config(tmp_path))}).start()
         client.start()
-        feeder = _publish_in_background(pipeline, items, rate=len(items) / 10)
-        wait_for(lambda: _metric(worker, "warden_traces_governed_total") >= len(items) / 5, 120,
+        feeder = publish_in_background(pipeline, items, rate=len(items) / 10)
+        wait_for(lambda: metric(worker, "warden_traces_governed_total") >= len(items) / 5, 120,
                  "traffic governed before the restart", worker, 0.2)
         broker.restart()
         feeder.join()
@@ -393,7 +375,7 @@ def test_two_workers_rebalance_without_losing_or_doubling_findings(pipeline: Pip
     sink = pipeline.worker(role="sink", extra=config).start()
     steady = pipeline.worker(role="govern", extra=config).start()
     governor = pipeline.worker(role="govern", extra=config).start()
-    feeder = _publish_in_background(pipeline, items, rate=900)
+    feeder = publish_in_background(pipeline, items, rate=900)
     time.sleep(6)
     # Partitions move while the backlog is governed, after publishing ended; the second worker
     # joined while traffic flowed (issue 21's lost records).

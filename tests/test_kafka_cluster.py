@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,18 +23,21 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from detectors.breaker import target_key
 from streams.breaker_client import BreakerClient
 from tests.infra import FAULT_FIGURES, LocalKafkaCluster, free_port_block
-from tests.pipeline_helpers import fast_config, publisher, stored_ids, trace_for, traces, wait_for
+from tests.pipeline_helpers import (
+    fast_config,
+    metric,
+    publish_in_background,
+    publisher,
+    stored_ids,
+    trace_for,
+    traces,
+    wait_for,
+)
 from tests.scale import volume
-from tests.worker_proc import Pipeline, WorkerProcess
+from tests.worker_proc import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 
-
-def _metric(worker: WorkerProcess, name: str) -> float:
-    for line in worker.get("/metrics").decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def _partitions(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int]]]:
@@ -62,19 +64,6 @@ def _group_lag(bootstrap: str, group: str, topic: str) -> int:
     finally:
         consumer.close()
 
-
-def _publish_in_background(pipeline: Pipeline, items: list[dict], rate: float) -> threading.Thread:
-    def run() -> None:
-        with publisher(pipeline) as pub:
-            started = time.monotonic()
-            for i, trace in enumerate(items):
-                pub.publish(trace)
-                delay = started + i / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_topics_are_created_with_three_replicas_and_two_in_sync(tmp_path: Path) -> None:
@@ -117,18 +106,18 @@ def test_losing_the_leaders_broker_twice_loses_and_duplicates_nothing(tmp_path: 
         cluster.start()
         worker = pipeline.worker(extra=extra).start()
         client.start()
-        feeder = _publish_in_background(pipeline, items, rate=rate)
+        feeder = publish_in_background(pipeline, items, rate=rate)
         for share in (0.25, 0.6):
-            wait_for(lambda share=share: _metric(worker, "warden_traces_governed_total") >= share * total, 180,
+            wait_for(lambda share=share: metric(worker, "warden_traces_governed_total") >= share * total, 180,
                      f"{share:.0%} of the traffic governed", worker, 0.5)
             leaders = {leader for leader, _ in _partitions(cluster.bootstrap, raw).values()}
             node = next(n for n in sorted(leaders) if n not in killed[-1:])  # another broker the second time
-            governed = _metric(worker, "warden_traces_governed_total")
+            governed = metric(worker, "warden_traces_governed_total")
             cluster.kill(node)
             killed.append(node)
             lost_at = time.monotonic()
             # The worker goes on with two brokers: min.insync.replicas=2 still takes writes.
-            wait_for(lambda g=governed: _metric(worker, "warden_traces_governed_total") >= g + 0.05 * total, 180,
+            wait_for(lambda g=governed: metric(worker, "warden_traces_governed_total") >= g + 0.05 * total, 180,
                      f"governing again with broker {node} down", worker, 0.5)
             recovery_s.append(round(time.monotonic() - lost_at, 1))
             cluster.revive()
